@@ -1,0 +1,13 @@
+//! xvs control plane: the desired-state model shared by every source of
+//! configuration (config files, the control socket, the CNI plugin, datastore
+//! watchers) and, in later steps, the socket protocol, its server loop and
+//! the `xvsctl` CLI.
+//!
+//! This crate never touches packets and never links the datapath: `xvs-cni`
+//! and `xvsctl` depend on it and must stay light. The datapath (`vswitch`)
+//! depends on it only for the types of the desired state, which it compiles
+//! into an immutable snapshot.
+
+#![forbid(unsafe_code)]
+
+pub mod state;

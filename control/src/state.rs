@@ -1,0 +1,259 @@
+//! The desired state of one node's switch, as people and programs declare it.
+//!
+//! Everything here is plain data with serde derives: it is what `xvsctl apply`
+//! reads, what gets persisted, and what the datapath compiles into its
+//! snapshot. It names things (ports by name, addresses as text in files) and
+//! holds no datapath indices; `vswitch::snapshot` assigns those and rejects an
+//! inconsistent state with a message that says what to fix.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// The link-local gateway every pod routes through, as Calico does: the
+/// switch answers ARP for it on pod ports with its own MAC.
+pub const DEFAULT_POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+/// The MAC the switch uses on pod ports (Calico uses the same one).
+pub const DEFAULT_GATEWAY_MAC: MacAddr = MacAddr([0xee; 6]);
+/// IANA-assigned VXLAN UDP port (RFC 7348).
+pub const VXLAN_UDP_PORT: u16 = 4789;
+
+/// The whole desired state of the switch on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredState {
+    pub node: NodeSpec,
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
+    /// Static routes beyond the ones derived from pods and remote nodes.
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Other nodes of the cluster reached through the VXLAN overlay.
+    #[serde(default)]
+    pub remote_nodes: Vec<RemoteNodeSpec>,
+    /// Extra addresses the switch answers ARP for on pod ports, besides the
+    /// pod gateway.
+    #[serde(default)]
+    pub proxy_arp: Vec<Ipv4Addr>,
+}
+
+/// Facts about this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// The node's own address: source of ICMP errors the switch generates.
+    pub node_ip: Ipv4Addr,
+    /// The pod CIDR allocated to this node.
+    pub pod_cidr: Ipv4Net,
+    #[serde(default = "default_gateway_ip")]
+    pub gateway_ip: Ipv4Addr,
+    #[serde(default = "default_gateway_mac")]
+    pub gateway_mac: MacAddr,
+    /// Present when the node takes part in a VXLAN overlay.
+    #[serde(default)]
+    pub vxlan: Option<VxlanSpec>,
+}
+
+fn default_gateway_ip() -> Ipv4Addr {
+    DEFAULT_POD_GATEWAY
+}
+fn default_gateway_mac() -> MacAddr {
+    DEFAULT_GATEWAY_MAC
+}
+
+/// This node's VXLAN tunnel endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanSpec {
+    pub vni: u32,
+    /// The outer source address; usually the node IP.
+    pub vtep_ip: Ipv4Addr,
+    /// The MAC of our end of the overlay: inner source MAC of what we
+    /// encapsulate, inner destination MAC of what peers send us (Flannel's
+    /// `VtepMAC`).
+    pub vtep_mac: MacAddr,
+    #[serde(default = "default_vxlan_port")]
+    pub udp_port: u16,
+    /// Name of the port the overlay runs over.
+    pub uplink: String,
+}
+
+fn default_vxlan_port() -> u16 {
+    VXLAN_UDP_PORT
+}
+
+/// One port of the switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub name: String,
+    pub kind: PortKind,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// What a port is for; decides which pipeline a frame from it enters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum PortKind {
+    /// A pod's veth (host end). Routed: the pod sends everything to the
+    /// gateway; the switch installs a /32 route to `ip` through this port.
+    Pod { ip: Ipv4Addr, mac: MacAddr },
+    /// The node's link to the underlay. Routed, carries the overlay; `mac`
+    /// is the NIC's own address, used as source of what we send there.
+    Uplink { mac: MacAddr },
+    /// A port of a learning bridge (NFV use): frames are switched by MAC
+    /// within bridge domain `domain`, never routed.
+    Bridged { domain: u16 },
+}
+
+/// A static route: `prefix` is reached through `port`, with `next_hop_mac`
+/// as the Ethernet destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    pub prefix: Ipv4Net,
+    pub port: String,
+    pub next_hop_mac: MacAddr,
+}
+
+/// Another node of the overlay, the way Flannel describes one: its pod CIDR
+/// lives behind its VTEP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteNodeSpec {
+    pub name: String,
+    pub pod_cidr: Ipv4Net,
+    pub vtep_ip: Ipv4Addr,
+    /// The MAC of the remote VXLAN device (inner destination MAC).
+    pub vtep_mac: MacAddr,
+    /// Ethernet destination on the uplink for the outer packet: the remote
+    /// node itself on a flat underlay, or the underlay router.
+    pub underlay_mac: MacAddr,
+}
+
+/// An Ethernet address, written `aa:bb:cc:dd:ee:ff` in files and on the CLI.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl MacAddr {
+    pub const BROADCAST: MacAddr = MacAddr([0xff; 6]);
+
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl fmt::Debug for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid MAC address {0:?}: expected six hex bytes like 02:00:00:00:00:01")]
+pub struct ParseMacError(String);
+
+impl FromStr for MacAddr {
+    type Err = ParseMacError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParseMacError(s.to_string());
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(err)?;
+            if part.is_empty() || part.len() > 2 {
+                return Err(err());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| err())?;
+        }
+        if parts.next().is_some() {
+            return Err(err());
+        }
+        Ok(MacAddr(out))
+    }
+}
+
+impl Serialize for MacAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MacAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_round_trip() {
+        let m: MacAddr = "02:0a:ff:00:01:9c".parse().unwrap();
+        assert_eq!(m.0, [0x02, 0x0a, 0xff, 0x00, 0x01, 0x9c]);
+        assert_eq!(m.to_string(), "02:0a:ff:00:01:9c");
+        assert!(!m.is_multicast());
+        assert!(MacAddr::BROADCAST.is_multicast());
+    }
+
+    #[test]
+    fn bad_macs_are_rejected() {
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "zz:00:00:00:00:00",
+            "002:0:0:0:0:0",
+        ] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn state_json_round_trip_with_defaults() {
+        let text = r#"{
+            "node": {"node_ip": "192.168.0.1", "pod_cidr": "10.244.1.0/24",
+                     "vxlan": {"vni": 1, "vtep_ip": "192.168.0.1",
+                               "vtep_mac": "02:00:00:00:00:aa", "uplink": "eth0"}},
+            "ports": [{"name": "pod1", "kind": {"pod": {"ip": "10.244.1.2", "mac": "02:00:00:00:01:02"}}}]
+        }"#;
+        let state: DesiredState = serde_json::from_str(text).unwrap();
+        assert_eq!(state.node.gateway_ip, DEFAULT_POD_GATEWAY);
+        assert_eq!(state.node.vxlan.as_ref().unwrap().udp_port, 4789);
+        assert_eq!(state.ports[0].mtu, 1500);
+        let again: DesiredState =
+            serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
+        assert_eq!(state, again);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        let text =
+            r#"{"node": {"node_ip": "192.168.0.1", "pod_cidr": "10.244.1.0/24", "bogus": 1}}"#;
+        let err = serde_json::from_str::<DesiredState>(text).unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,4 @@
+//! xvs performance tooling: the packet generator, the benchmark runner
+//! (issue #5) and the report helpers behind `make bench`.
+
+#![forbid(unsafe_code)]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the system packages xvs needs to build and test, and nothing else.
+# Idempotent: it asks dpkg which packages are missing and apt-installs only
+# those, so a second run on a ready machine does no network work at all.
+# Called by every Makefile target that builds or runs anything.
+set -euo pipefail
+
+# Build: clang/llvm compile the XDP programs, libelf/zlib are libbpf's,
+# libpcap/m4/pkg-config are what xsk-rs and libbpf-sys build against.
+# Test: iproute2 for network namespaces and veth pairs, tshark as an
+# independent dissector, python3 for small report helpers.
+PACKAGES=(
+  build-essential pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4
+  iproute2 iputils-ping tshark python3 jq
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]})); then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup-deps: missing packages: ${missing[*]}" >&2
+    echo "setup-deps: run as root (or: sudo apt-get install ${missing[*]})" >&2
+    exit 1
+  fi
+  echo "setup-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; the answer does not matter
+  # to us (tests run as root), but the question must not block a CI run.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup-deps: cargo not found. xvs needs a Rust toolchain >= 1.80 (rustup)." >&2
+  exit 1
+fi

@@ -1,0 +1,174 @@
+//! Why a packet was dropped, and the per-worker counters.
+//!
+//! On the datapath a drop is a reason, never a panic or an error that
+//! bubbles: each stage sets the packet's next step to drop with one of these
+//! reasons, and the output stage counts it and frees the frame (VPP's
+//! `*_error.def` counters, OVS's coverage counters). `xvsctl stats` shows
+//! them by name.
+
+macro_rules! drop_reasons {
+    ($($(#[doc = $doc:literal])* $name:ident = $text:literal,)*) => {
+        /// Why the pipeline dropped a packet.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[doc = $doc])* $name,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Number of reasons (size of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// Short snake_case name, stable for scripts and metrics.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(DropReason::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    TruncatedEthernet = "truncated_ethernet",
+    /// 802.1Q tag cut short.
+    TruncatedVlan = "truncated_vlan",
+    /// An ethertype this port does not handle (e.g. IPv6 on a routed port).
+    UnsupportedEthertype = "unsupported_ethertype",
+    /// A tagged frame on a routed port.
+    VlanOnRoutedPort = "vlan_on_routed_port",
+    /// A routed port received a unicast frame for someone else's MAC.
+    NotOurMac = "not_our_mac",
+    /// The source MAC is multicast or broadcast.
+    BadSourceMac = "bad_source_mac",
+    /// ARP that is not Ethernet/IPv4 or is cut short.
+    MalformedArp = "malformed_arp",
+    /// ARP the switch does not answer (not a request, or not for an address
+    /// it proxies).
+    ArpNotForUs = "arp_not_for_us",
+    /// IPv4 header shorter than 20 bytes, IHL < 5, or lengths that lie.
+    MalformedIpv4 = "malformed_ipv4",
+    /// IPv4 header checksum does not verify.
+    BadIpv4Checksum = "bad_ipv4_checksum",
+    /// A pod sent from an address that is not its own.
+    SpoofedSource = "spoofed_source",
+    /// Broadcast, multicast or otherwise unroutable destination.
+    NotRoutable = "not_routable",
+    /// No route to the destination (an ICMP unreachable may have been sent).
+    NoRoute = "no_route",
+    /// TTL ran out (an ICMP time exceeded may have been sent).
+    TtlExpired = "ttl_expired",
+    /// Larger than the egress MTU (an ICMP fragmentation needed may have
+    /// been sent when DF was set; xvs does not fragment).
+    MtuExceeded = "mtu_exceeded",
+    /// Addressed to the switch, but not something it answers (only ICMP echo
+    /// is).
+    LocalUnsupported = "local_unsupported",
+    /// ICMP cut short or with a bad checksum.
+    MalformedIcmp = "malformed_icmp",
+    /// VXLAN from a port that is not the overlay's uplink, or a VXLAN header
+    /// cut short.
+    MalformedVxlan = "malformed_vxlan",
+    /// VXLAN for a VNI we do not serve, or without the I flag.
+    VxlanWrongVni = "vxlan_wrong_vni",
+    /// The outer packet of a tunnel is an IP fragment (no reassembly).
+    VxlanFragmented = "vxlan_fragmented",
+    /// Inner frame cut short, or not IPv4 to our VTEP MAC.
+    VxlanBadInner = "vxlan_bad_inner",
+    /// Route points into the overlay but the node has no VXLAN configured.
+    NoOverlay = "no_overlay",
+    /// Not enough headroom in the frame to prepend headers.
+    NoHeadroom = "no_headroom",
+    /// The frame pool was empty when a copy was needed (flooding).
+    PoolExhausted = "pool_exhausted",
+    /// A bridged frame whose destination sits on the port it came from.
+    L2SameSegment = "l2_same_segment",
+    /// Flooding found no other port in the bridge domain.
+    L2NoFloodTarget = "l2_no_flood_target",
+    /// The in-port is not in the snapshot (removed while packets were in
+    /// flight).
+    UnknownPort = "unknown_port",
+    /// The output port's transmit queue was full.
+    TxQueueFull = "tx_queue_full",
+}
+
+/// Counters of one worker. Only that worker writes them; readers (stats,
+/// metrics) read a copy, so there are no atomics on the hot path. Summing
+/// across workers happens on read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub drops: [u64; DropReason::COUNT],
+    pub arp_replies: u64,
+    pub echo_replies: u64,
+    pub icmp_errors: u64,
+    /// ICMP errors that were due but held back by the rate limit.
+    pub icmp_rate_limited: u64,
+    pub routed: u64,
+    pub bridged: u64,
+    pub flooded: u64,
+    pub vxlan_encap: u64,
+    pub vxlan_decap: u64,
+    pub mac_learned: u64,
+    pub mac_table_full: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            drops: [0; DropReason::COUNT],
+            arp_replies: 0,
+            echo_replies: 0,
+            icmp_errors: 0,
+            icmp_rate_limited: 0,
+            routed: 0,
+            bridged: 0,
+            flooded: 0,
+            vxlan_encap: 0,
+            vxlan_decap: 0,
+            mac_learned: 0,
+            mac_table_full: 0,
+        }
+    }
+}
+
+impl Counters {
+    #[inline]
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// The non-zero drop counters, by name.
+    pub fn nonzero_drops(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), self.drops[*r as usize]))
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_indices_dense() {
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+    }
+}

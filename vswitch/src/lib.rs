@@ -1,0 +1,29 @@
+//! xvs datapath: packet views, ports, the batch pipeline, and the worker
+//! that drives them.
+//!
+//! Layout, following the packet:
+//! - [`port`]: where packets come from and go to ([`port::Port`], the
+//!   in-memory port; the AF_XDP port joins in issue #4);
+//! - [`packet`]: frames and descriptors (the UMEM model);
+//! - [`wire`]: zero-copy typed views of the protocols;
+//! - [`snapshot`]: the desired state compiled into immutable tables
+//!   ([`lpm`] routes, ports, overlay, bridge domains);
+//! - [`pipeline`]: the stages a batch walks, one file each;
+//! - [`l2`]: the MAC learning table;
+//! - [`drop`]: drop reasons and per-worker counters;
+//! - [`worker`]: polls ports, runs the pipeline, flushes transmit queues.
+//!
+//! No FFI and no `unsafe` here: NICs are reached only through the `Port`
+//! trait, whose AF_XDP implementation wraps `hw`.
+
+#![forbid(unsafe_code)]
+
+pub mod drop;
+pub mod l2;
+pub mod lpm;
+pub mod packet;
+pub mod pipeline;
+pub mod port;
+pub mod snapshot;
+pub mod wire;
+pub mod worker;

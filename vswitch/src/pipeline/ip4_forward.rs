@@ -1,0 +1,153 @@
+//! ip4-forward: longest-prefix-match route lookup, TTL, MTU, and the
+//! Ethernet rewrite toward the next hop.
+//!
+//! In the order Linux's `ip_forward` checks them: no route → ICMP net
+//! unreachable; TTL <= 1 → ICMP time exceeded; larger than the egress MTU →
+//! ICMP fragmentation needed if DF is set (xvs never fragments), else a
+//! counted drop. Only then is the packet changed: TTL decremented with the
+//! RFC 1624 incremental checksum update, MACs rewritten. Packets the switch
+//! originated (echo replies, ICMP errors) skip the TTL check and are never
+//! answered with an error.
+
+use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet};
+
+use super::{IcmpReply, Next, Pipeline};
+use crate::drop::DropReason;
+use crate::packet::FramePool;
+use crate::port::Batch;
+use crate::snapshot::NextHop;
+use crate::wire::{checksum, ETHERNET_HEADER_LEN, VXLAN_OVERHEAD};
+
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+const ICMP_NET_UNREACHABLE: u8 = 0;
+const ICMP_FRAG_NEEDED: u8 = 4;
+const ICMP_TIME_EXCEEDED: u8 = 11;
+
+impl Pipeline {
+    pub(super) fn ip4_forward<P: FramePool>(&mut self, pool: &mut P, batch: &mut Batch) {
+        for (i, pkt) in batch.iter().enumerate() {
+            if self.meta[i].next != Next::Ip4Forward {
+                continue;
+            }
+            let m = self.meta[i];
+            let l3 = usize::from(m.l3);
+            let data = pkt.data_mut(pool);
+            let ip_len = data.len() - l3;
+            let ip = Ipv4Packet::new_unchecked(&data[l3..]);
+            let dst = ip.dst_addr();
+            let (ttl, dont_frag) = (ip.hop_limit(), ip.dont_frag());
+
+            let Some(&hop) = self.snapshot.routes.lookup(u32::from(dst)) else {
+                self.refuse(
+                    i,
+                    DropReason::NoRoute,
+                    ICMP_DEST_UNREACHABLE,
+                    ICMP_NET_UNREACHABLE,
+                    0,
+                );
+                self.trace(i, "ip4-forward", || format!("{dst}: no route"));
+                continue;
+            };
+            if !m.originated && ttl <= 1 {
+                self.refuse(i, DropReason::TtlExpired, ICMP_TIME_EXCEEDED, 0, 0);
+                self.trace(i, "ip4-forward", || format!("{dst}: ttl {ttl} expired"));
+                continue;
+            }
+            // The L3 MTU available toward the next hop.
+            let mtu = match hop {
+                NextHop::Port { port, .. } => match self.snapshot.ports.get(usize::from(port)) {
+                    Some(out) => usize::from(out.mtu),
+                    None => {
+                        self.drop_packet(i, DropReason::UnknownPort);
+                        continue;
+                    }
+                },
+                NextHop::Remote { remote } => {
+                    let Some(overlay) = &self.snapshot.overlay else {
+                        self.drop_packet(i, DropReason::NoOverlay);
+                        continue;
+                    };
+                    if usize::from(remote) >= self.snapshot.remotes.len() {
+                        self.drop_packet(i, DropReason::NoOverlay);
+                        continue;
+                    }
+                    let uplink_mtu = self
+                        .snapshot
+                        .ports
+                        .get(usize::from(overlay.uplink))
+                        .map_or(0, |p| usize::from(p.mtu));
+                    // The outer Ethernet header does not count against MTU.
+                    uplink_mtu.saturating_sub(VXLAN_OVERHEAD - ETHERNET_HEADER_LEN)
+                }
+            };
+            if ip_len > mtu {
+                if dont_frag && !m.originated {
+                    let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+                    self.refuse(
+                        i,
+                        DropReason::MtuExceeded,
+                        ICMP_DEST_UNREACHABLE,
+                        ICMP_FRAG_NEEDED,
+                        mtu,
+                    );
+                } else {
+                    self.drop_packet(i, DropReason::MtuExceeded);
+                }
+                self.trace(i, "ip4-forward", || {
+                    format!("{dst}: {ip_len} bytes > mtu {mtu}")
+                });
+                continue;
+            }
+
+            if !m.originated {
+                let mut ip = Ipv4Packet::new_unchecked(&mut data[l3..]);
+                let old = u16::from_be_bytes([ttl, u8::from(ip.next_header())]);
+                let new = u16::from_be_bytes([ttl - 1, u8::from(ip.next_header())]);
+                let sum = checksum::update_u16(ip.checksum(), old, new);
+                ip.set_hop_limit(ttl - 1);
+                ip.set_checksum(sum);
+            }
+            match hop {
+                NextHop::Port { port, mac } => {
+                    let src = self.snapshot.ports[usize::from(port)].mac;
+                    let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
+                    eth.set_dst_addr(EthernetAddress(mac.0));
+                    eth.set_src_addr(EthernetAddress(src.0));
+                    self.output_to(i, port);
+                }
+                NextHop::Remote { remote } => {
+                    let m = &mut self.meta[i];
+                    m.remote = remote;
+                    m.next = Next::VxlanEncap;
+                }
+            }
+            self.counters.routed += 1;
+            if self.trace.is_some() {
+                let note = match hop {
+                    NextHop::Port { port, mac } => format!(
+                        "{dst}: out {} to {mac}",
+                        self.snapshot.ports[usize::from(port)].name
+                    ),
+                    NextHop::Remote { remote } => format!(
+                        "{dst}: vxlan to {}",
+                        self.snapshot.remotes[usize::from(remote)].name
+                    ),
+                };
+                self.trace(i, "ip4-forward", || note);
+            }
+        }
+    }
+
+    /// Drops packet `i` for `reason` and, unless the switch generated it,
+    /// asks icmp-error to answer it with ICMP `ty`/`code`.
+    fn refuse(&mut self, i: usize, reason: DropReason, ty: u8, code: u8, mtu: u16) {
+        let m = &mut self.meta[i];
+        m.drop = reason;
+        if m.originated {
+            m.next = Next::Drop;
+        } else {
+            m.next = Next::IcmpError;
+            m.icmp = IcmpReply { ty, code, mtu };
+        }
+    }
+}
