@@ -2,3 +2,5 @@
 //! (issue #5) and the report helpers behind `make bench`.
 
 #![forbid(unsafe_code)]
+
+pub mod report;

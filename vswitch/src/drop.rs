@@ -69,8 +69,9 @@ drop_reasons! {
     LocalUnsupported = "local_unsupported",
     /// ICMP cut short or with a bad checksum.
     MalformedIcmp = "malformed_icmp",
-    /// VXLAN from a port that is not the overlay's uplink, or a VXLAN header
-    /// cut short.
+    /// VXLAN to our VTEP with a header cut short, a UDP length that lies, or
+    /// a bad non-zero UDP checksum. (VXLAN arriving on a pod port is plain
+    /// UDP to the switch: never decapsulated.)
     MalformedVxlan = "malformed_vxlan",
     /// VXLAN for a VNI we do not serve, or without the I flag.
     VxlanWrongVni = "vxlan_wrong_vni",
@@ -103,6 +104,8 @@ pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
     pub arp_replies: u64,
     pub echo_replies: u64,
+    /// ICMP errors generated. Each is then routed like any packet, and is
+    /// counted as a drop if it cannot be delivered either.
     pub icmp_errors: u64,
     /// ICMP errors that were due but held back by the rate limit.
     pub icmp_rate_limited: u64,

@@ -80,7 +80,7 @@ impl Pipeline {
             }
             self.trace(i, "ethernet-input", || {
                 let tag = vid.map(|v| format!(" vlan {v}")).unwrap_or_default();
-                format!("{src} > {dst}{tag} {ethertype}: {next:?}")
+                format!("{src} > {dst}{tag} {ethertype} {}", super::decision(next))
             });
         }
     }

@@ -16,7 +16,7 @@ use crate::drop::DropReason;
 use crate::packet::FramePool;
 use crate::port::Batch;
 use crate::snapshot::NextHop;
-use crate::wire::{checksum, ETHERNET_HEADER_LEN, VXLAN_OVERHEAD};
+use crate::wire::{checksum, VXLAN_OVERHEAD};
 
 const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_NET_UNREACHABLE: u8 = 0;
@@ -76,8 +76,12 @@ impl Pipeline {
                         .ports
                         .get(usize::from(overlay.uplink))
                         .map_or(0, |p| usize::from(p.mtu));
-                    // The outer Ethernet header does not count against MTU.
-                    uplink_mtu.saturating_sub(VXLAN_OVERHEAD - ETHERNET_HEADER_LEN)
+                    // The outer IPv4 packet (outer IPv4 + UDP + VXLAN + inner
+                    // Ethernet + this packet) must fit the uplink MTU. The
+                    // outer Ethernet header does not count against it, but
+                    // the inner one does and is as long, so the overhead is
+                    // the whole VXLAN_OVERHEAD (1500 - 50 = 1450).
+                    uplink_mtu.saturating_sub(VXLAN_OVERHEAD)
                 }
             };
             if ip_len > mtu {

@@ -54,8 +54,9 @@ impl Pipeline {
             }
             self.trace(i, "ip4-input", || {
                 format!(
-                    "{src} > {dst} {}: {next:?}",
-                    ip_proto_name(ip.next_header())
+                    "{src} > {dst} {} {}",
+                    ip_proto_name(ip.next_header()),
+                    super::decision(next)
                 )
             });
         }

@@ -71,6 +71,34 @@ pub enum Next {
     Done,
 }
 
+impl Next {
+    /// The stage's name in traces (VPP-style node names).
+    pub fn name(self) -> &'static str {
+        match self {
+            Next::EthernetInput => "ethernet-input",
+            Next::Arp => "arp-reply",
+            Next::Ip4Input => "ip4-input",
+            Next::VxlanDecap => "vxlan-decap",
+            Next::Ip4Local => "ip4-local",
+            Next::Ip4Forward => "ip4-forward",
+            Next::IcmpError => "icmp-error",
+            Next::VxlanEncap => "vxlan-encap",
+            Next::L2Bridge => "l2-bridge",
+            Next::Output => "output",
+            Next::Drop => "drop",
+            Next::Done => "done",
+        }
+    }
+}
+
+/// A stage's decision for the trace: the next stage, or the drop reason.
+fn decision(next: Result<Next, DropReason>) -> String {
+    match next {
+        Ok(next) => format!("-> {}", next.name()),
+        Err(reason) => format!("drop: {}", reason.name()),
+    }
+}
+
 /// The order in which stages run over a batch.
 pub const STAGE_ORDER: [Next; 11] = [
     Next::EthernetInput,

@@ -100,7 +100,9 @@ impl Pipeline {
 }
 
 /// A hash of an IPv4 packet's flow: addresses and protocol, plus the ports
-/// of TCP and UDP when the packet carries them (not in later fragments).
+/// of TCP and UDP when the packet is not a fragment. Every fragment of a
+/// datagram, the first included, hashes alike so that they all take one
+/// path and arrive in order (Linux's flow dissector does the same).
 /// `ip` is a validated IPv4 packet.
 #[allow(clippy::cast_possible_truncation)] // keeps the low 32 bits of the mix
 pub(crate) fn flow_hash(ip: &[u8]) -> u32 {
@@ -108,7 +110,8 @@ pub(crate) fn flow_hash(ip: &[u8]) -> u32 {
     let mut h = u64::from(u32::from(ip.src_addr())) << 32 | u64::from(u32::from(ip.dst_addr()));
     h ^= u64::from(u8::from(ip.next_header())) << 56;
     let proto = ip.next_header();
-    if ip.frag_offset() == 0 && (proto == IpProtocol::Tcp || proto == IpProtocol::Udp) {
+    let fragment = ip.more_frags() || ip.frag_offset() != 0;
+    if !fragment && (proto == IpProtocol::Tcp || proto == IpProtocol::Udp) {
         if let Some(ports) = ip.payload().get(..4) {
             h = h.rotate_left(17)
                 ^ u64::from(u32::from_be_bytes([ports[0], ports[1], ports[2], ports[3]]));

@@ -1,0 +1,38 @@
+# xvs — the two commands of the README's Quick start are `make demo` and
+# `make test`. Every target that builds first runs scripts/setup-deps.sh,
+# which apt-installs whatever system package is missing (idempotent).
+
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: deps build demo test lint unit bench clean
+
+deps:
+	@bash scripts/setup-deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace --all-targets
+
+## The main job. Until the AF_XDP daemon lands (issue #4) it runs mixed
+## traffic through the pipeline on in-memory ports and traces each packet.
+demo: deps
+	$(CARGO) run --release -q -p xvs-vswitch --example pipeline_demo
+
+## Every test: formatting, lints, unit/integration/property tests, doc
+## tests, and each benchmark once in test mode (so they keep working).
+test: deps lint unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	@bash scripts/cargo-test-summary.sh
+
+## Criterion benchmarks of the pipeline, printed as a table of ns/packet.
+bench: deps
+	$(CARGO) bench -p xvs-vswitch --bench pipeline
+	@$(CARGO) run --release -q -p xvs-perf --bin bench-table
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,443 @@
+//! Shared harness of the pipeline tests: a node with three pods, an uplink
+//! with a VXLAN overlay to one remote node, and a three-port bridge domain,
+//! all on in-memory ports. Frames are built and checked with etherparse, a
+//! parser independent of the smoltcp views the datapath uses.
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use etherparse::{PacketBuilder, SlicedPacket};
+use xvs_control::state::{
+    DesiredState, MacAddr, NodeSpec, PortKind, PortSpec, RemoteNodeSpec, RouteSpec, VxlanSpec,
+    DEFAULT_GATEWAY_MAC, DEFAULT_POD_GATEWAY,
+};
+use xvs_vswitch::drop::{Counters, DropReason};
+use xvs_vswitch::packet::{FramePool, HeapFramePool};
+use xvs_vswitch::pipeline::PipelineConfig;
+use xvs_vswitch::port::MemoryPort;
+use xvs_vswitch::snapshot::Snapshot;
+use xvs_vswitch::worker::Worker;
+
+pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
+pub const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 2);
+pub const GATEWAY: Ipv4Addr = DEFAULT_POD_GATEWAY;
+pub const GW_MAC: [u8; 6] = DEFAULT_GATEWAY_MAC.0;
+pub const UPLINK_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xff, 0x01];
+pub const UNDERLAY_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xff, 0x02];
+pub const VTEP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x01];
+pub const REMOTE_VTEP_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xee, 0x02];
+pub const ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xfe, 0x01];
+pub const VNI: u32 = 42;
+pub const POD_MTU: u16 = 1450;
+
+/// Pod `n` (1..=3): address 10.244.1.(10+n), MAC 02:00:00:00:01:0n.
+pub fn pod_ip(n: u8) -> Ipv4Addr {
+    Ipv4Addr::new(10, 244, 1, 10 + n)
+}
+pub fn pod_mac(n: u8) -> [u8; 6] {
+    [0x02, 0, 0, 0, 0x01, n]
+}
+/// A pod on the remote node.
+pub const REMOTE_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 2, 5);
+/// An address reached through the static route out of the uplink.
+pub const EXTERNAL: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 9);
+/// An address with no route at all.
+pub const UNROUTABLE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 7);
+
+/// Port names in `PortId` order: pod1, pod2, pod3, uplink, br1, br2, br3.
+pub const PORTS: [&str; 7] = ["pod1", "pod2", "pod3", "uplink", "br1", "br2", "br3"];
+
+pub fn state() -> DesiredState {
+    let mut ports: Vec<PortSpec> = (1..=3)
+        .map(|n| PortSpec {
+            name: format!("pod{n}"),
+            kind: PortKind::Pod {
+                ip: pod_ip(n),
+                mac: MacAddr(pod_mac(n)),
+            },
+            mtu: POD_MTU,
+        })
+        .collect();
+    ports.push(PortSpec {
+        name: "uplink".into(),
+        kind: PortKind::Uplink {
+            mac: MacAddr(UPLINK_MAC),
+        },
+        mtu: 1500,
+    });
+    for n in 1..=3 {
+        ports.push(PortSpec {
+            name: format!("br{n}"),
+            kind: PortKind::Bridged { domain: 7 },
+            mtu: 1500,
+        });
+    }
+    DesiredState {
+        node: NodeSpec {
+            node_ip: NODE_IP,
+            pod_cidr: "10.244.1.0/24".parse().unwrap(),
+            gateway_ip: GATEWAY,
+            gateway_mac: DEFAULT_GATEWAY_MAC,
+            vxlan: Some(VxlanSpec {
+                vni: VNI,
+                vtep_ip: NODE_IP,
+                vtep_mac: MacAddr(VTEP_MAC),
+                udp_port: 4789,
+                uplink: "uplink".into(),
+            }),
+        },
+        ports,
+        routes: vec![RouteSpec {
+            prefix: "172.16.0.0/16".parse().unwrap(),
+            port: "uplink".into(),
+            next_hop_mac: MacAddr(ROUTER_MAC),
+        }],
+        remote_nodes: vec![RemoteNodeSpec {
+            name: "node2".into(),
+            pod_cidr: "10.244.2.0/24".parse().unwrap(),
+            vtep_ip: REMOTE_VTEP,
+            vtep_mac: MacAddr(REMOTE_VTEP_MAC),
+            underlay_mac: MacAddr(UNDERLAY_MAC),
+        }],
+        proxy_arp: vec![Ipv4Addr::new(10, 244, 1, 1)],
+    }
+}
+
+pub const POOL_FRAMES: u32 = 1024;
+
+/// A worker over in-memory ports, with helpers to inject and collect.
+pub struct Harness {
+    pub worker: Worker<HeapFramePool, MemoryPort>,
+    pub now_ns: u64,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with(state(), PipelineConfig::default())
+    }
+
+    pub fn with(state: DesiredState, config: PipelineConfig) -> Self {
+        Self::with_all(state, config, POOL_FRAMES)
+    }
+
+    /// The standard topology and configuration over a pool of only
+    /// `frames` frames (to test pool exhaustion).
+    pub fn with_pool(frames: u32) -> Self {
+        Self::with_all(state(), PipelineConfig::default(), frames)
+    }
+
+    /// `state` and `config` over a pool of `frames` frames.
+    pub fn with_all(state: DesiredState, config: PipelineConfig, frames: u32) -> Self {
+        let snapshot = Arc::new(Snapshot::compile(&state, 1).expect("test state compiles"));
+        let ports = snapshot.ports.iter().map(|_| MemoryPort::new()).collect();
+        let worker = Worker::new(HeapFramePool::new(frames), ports, snapshot, config);
+        Harness {
+            worker,
+            now_ns: 1_000_000_000,
+        }
+    }
+
+    pub fn port(&mut self, name: &str) -> &mut MemoryPort {
+        let id = self
+            .worker
+            .pipeline
+            .snapshot()
+            .port_id(name)
+            .unwrap_or_else(|| panic!("no port {name}"));
+        &mut self.worker.ports[usize::from(id)]
+    }
+
+    /// Injects `frame` on `port` and polls until every port is idle.
+    pub fn send(&mut self, port: &str, frame: Vec<u8>) {
+        self.port(port).inject(frame);
+        self.run();
+    }
+
+    /// Polls until nothing is pending anywhere.
+    pub fn run(&mut self) {
+        while self.worker.poll(self.now_ns) > 0 {}
+    }
+
+    /// Frames transmitted on `port` since the last call.
+    pub fn sent(&mut self, port: &str) -> Vec<Vec<u8>> {
+        self.port(port).take_sent()
+    }
+
+    /// Frames transmitted on every port: (port name, frame).
+    pub fn all_sent(&mut self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for name in PORTS {
+            for f in self.sent(name) {
+                out.push((name.to_string(), f));
+            }
+        }
+        out
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.worker.pipeline.counters
+    }
+
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.counters().drops_of(reason)
+    }
+
+    /// Every frame is back in the pool: nothing leaked or was freed twice.
+    pub fn assert_no_frame_leak(&self) {
+        assert_eq!(
+            self.worker.pool.free_count(),
+            self.worker.pool.capacity(),
+            "frames leaked"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Frame builders (etherparse).
+
+/// An IPv4/UDP frame with `payload`.
+pub fn udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), ttl)
+        .udp(40000, 5001);
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// An IPv4/TCP SYN frame.
+pub fn tcp_syn(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), ttl)
+        .tcp(40001, 80, 1000, 64240)
+        .syn();
+    let mut out = Vec::with_capacity(b.size(0));
+    b.write(&mut out, &[]).unwrap();
+    out
+}
+
+/// An ICMP echo request frame.
+pub fn ping(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    seq: u16,
+) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
+        .ipv4(src.octets(), dst.octets(), ttl)
+        .icmpv4_echo_request(0x1234, seq);
+    let payload = b"xvs ping payload";
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// A pod's frame to the gateway MAC.
+pub fn pod_udp(n: u8, dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    udp(pod_mac(n), GW_MAC, pod_ip(n), dst, ttl, payload)
+}
+
+/// An ARP request from `sender` asking for `target`, broadcast.
+pub fn arp_request(sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> Vec<u8> {
+    let mut f = Vec::with_capacity(42);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&[0x08, 0x06]);
+    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&sender_mac);
+    f.extend_from_slice(&sender.octets());
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target.octets());
+    f
+}
+
+/// `inner` (an Ethernet frame) inside VXLAN from the remote VTEP to us, as
+/// the kernel's VXLAN device on the remote node would send it.
+pub fn vxlan_from_remote(inner: &[u8], vni: u32) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(UNDERLAY_MAC, UPLINK_MAC)
+        .ipv4(REMOTE_VTEP.octets(), NODE_IP.octets(), 64)
+        .udp(51234, 4789);
+    let mut payload = vec![0x08, 0, 0, 0];
+    payload.extend_from_slice(&vni.to_be_bytes()[1..]);
+    payload.push(0);
+    payload.extend_from_slice(inner);
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, &payload).unwrap();
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Checks (etherparse).
+
+/// Parses `frame` with etherparse and verifies the IPv4 header checksum and,
+/// where present, the ICMP, UDP (unless zero) and TCP checksums. Returns the
+/// sliced packet for further checks.
+pub fn parse_checked(frame: &[u8]) -> SlicedPacket<'_> {
+    let p = SlicedPacket::from_ethernet(frame)
+        .unwrap_or_else(|e| panic!("etherparse rejects output frame: {e:?}"));
+    if let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net {
+        let h = ip.header().to_header();
+        assert_eq!(
+            h.header_checksum,
+            h.calc_header_checksum(),
+            "IPv4 header checksum"
+        );
+        let payload = ip.payload().payload;
+        match &p.transport {
+            Some(etherparse::TransportSlice::Icmpv4(icmp)) => {
+                let sum = checksum(icmp.slice());
+                assert_eq!(sum, 0, "ICMP checksum");
+            }
+            Some(etherparse::TransportSlice::Udp(udp)) if udp.checksum() != 0 => {
+                let want = udp
+                    .to_header()
+                    .calc_checksum_ipv4(&h, udp.payload())
+                    .unwrap();
+                assert_eq!(udp.checksum(), want, "UDP checksum");
+            }
+            Some(etherparse::TransportSlice::Tcp(tcp)) => {
+                let want = tcp
+                    .to_header()
+                    .calc_checksum_ipv4(&h, tcp.payload())
+                    .unwrap();
+                assert_eq!(tcp.checksum(), want, "TCP checksum");
+            }
+            _ => {}
+        }
+        let _ = payload;
+    }
+    p
+}
+
+/// RFC 1071 sum, complemented: 0 over a region that includes its checksum.
+pub fn checksum(data: &[u8]) -> u16 {
+    let mut acc: u32 = data
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
+        .sum();
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !u16::try_from(acc).expect("folded to 16 bits")
+}
+
+/// (src, dst, ttl) of an output frame's IPv4 header.
+pub fn ipv4_of(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u8) {
+    let p = parse_checked(frame);
+    match p.net {
+        Some(etherparse::NetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            (h.source_addr(), h.destination_addr(), h.ttl())
+        }
+        other => panic!("not IPv4: {other:?}"),
+    }
+}
+
+/// (src MAC, dst MAC) of a frame.
+pub fn macs_of(frame: &[u8]) -> ([u8; 6], [u8; 6]) {
+    let mut src = [0; 6];
+    let mut dst = [0; 6];
+    dst.copy_from_slice(&frame[0..6]);
+    src.copy_from_slice(&frame[6..12]);
+    (src, dst)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers added for tests/vxlan.rs and tests/malformed.rs.
+
+/// The test state with every pod port's MTU set to `mtu`.
+pub fn state_with_pod_mtu(mtu: u16) -> DesiredState {
+    let mut s = state();
+    for p in &mut s.ports {
+        if matches!(p.kind, PortKind::Pod { .. }) {
+            p.mtu = mtu;
+        }
+    }
+    s
+}
+
+impl Harness {
+    /// Packets received over all ports (the worker's port counters).
+    pub fn received(&self) -> u64 {
+        self.worker.port_counters.iter().map(|c| c.rx_packets).sum()
+    }
+
+    /// Packets transmitted over all ports (the worker's port counters).
+    pub fn transmitted(&self) -> u64 {
+        self.worker.port_counters.iter().map(|c| c.tx_packets).sum()
+    }
+}
+
+/// An ICMP message found in an output frame (checked with `parse_checked`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IcmpMsg {
+    pub ty: u8,
+    pub code: u8,
+    /// Bytes 4..8 of the ICMP header (for "fragmentation needed", bytes
+    /// 6..8 are the next-hop MTU).
+    pub rest: [u8; 4],
+    /// What follows the 8-byte ICMP header (the quote of an error).
+    pub payload: Vec<u8>,
+}
+
+/// The ICMP message of an IPv4 output frame; panics if it is not ICMP.
+pub fn icmp_of(frame: &[u8]) -> IcmpMsg {
+    let p = parse_checked(frame);
+    match p.transport {
+        Some(etherparse::TransportSlice::Icmpv4(icmp)) => {
+            let s = icmp.slice();
+            IcmpMsg {
+                ty: s[0],
+                code: s[1],
+                rest: [s[4], s[5], s[6], s[7]],
+                payload: s[8..].to_vec(),
+            }
+        }
+        other => panic!("not ICMPv4: {other:?}"),
+    }
+}
+
+/// An 802.1Q-tagged frame: `vid`, then `ethertype` and `payload`.
+pub fn tagged(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    vid: u16,
+    ethertype: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut f = Vec::with_capacity(18 + payload.len());
+    f.extend_from_slice(&dst_mac);
+    f.extend_from_slice(&src_mac);
+    f.extend_from_slice(&[0x81, 0x00]);
+    f.extend_from_slice(&(vid & 0x0fff).to_be_bytes());
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Recomputes the IPv4 header checksum of the header at `frame[l3..]`
+/// (over IHL*4 bytes, or the bytes present if fewer).
+pub fn fix_ipv4_checksum(frame: &mut [u8], l3: usize) {
+    let ihl = usize::from(frame[l3] & 0x0f) * 4;
+    let end = (l3 + ihl).min(frame.len());
+    frame[l3 + 10] = 0;
+    frame[l3 + 11] = 0;
+    let sum = checksum(&frame[l3..end]);
+    frame[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+}
