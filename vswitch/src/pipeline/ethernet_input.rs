@@ -75,7 +75,7 @@ impl Pipeline {
                 }
             };
             match next {
-                Ok(next) => self.meta[i].next = next,
+                Ok(next) => self.set_next(i, next),
                 Err(reason) => self.drop_packet(i, reason),
             }
             self.trace(i, "ethernet-input", || {

@@ -40,7 +40,7 @@ impl Pipeline {
             // The original packet is dropped whether or not an error goes
             // back; count it under its reason now.
             self.counters.count_drop(m.drop);
-            self.meta[i].next = Next::Done;
+            self.set_next(i, Next::Done);
 
             let l3 = usize::from(m.l3);
             let ip = Ipv4Packet::new_unchecked(&pkt.data(pool)[l3..]);
@@ -115,7 +115,7 @@ impl Pipeline {
             let meta = &mut self.meta[i];
             meta.l3 = frame_u16(ETHERNET_HEADER_LEN);
             meta.originated = true;
-            meta.next = Next::Ip4Forward;
+            self.set_next(i, Next::Ip4Forward);
             self.trace(i, "icmp-error", || {
                 format!("type {} code {} to {src}", m.icmp.ty, m.icmp.code)
             });

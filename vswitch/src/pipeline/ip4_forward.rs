@@ -120,9 +120,8 @@ impl Pipeline {
                     self.output_to(i, port);
                 }
                 NextHop::Remote { remote } => {
-                    let m = &mut self.meta[i];
-                    m.remote = remote;
-                    m.next = Next::VxlanEncap;
+                    self.meta[i].remote = remote;
+                    self.set_next(i, Next::VxlanEncap);
                 }
             }
             self.counters.routed += 1;
@@ -145,13 +144,12 @@ impl Pipeline {
     /// Drops packet `i` for `reason` and, unless the switch generated it,
     /// asks icmp-error to answer it with ICMP `ty`/`code`.
     fn refuse(&mut self, i: usize, reason: DropReason, ty: u8, code: u8, mtu: u16) {
-        let m = &mut self.meta[i];
-        m.drop = reason;
-        if m.originated {
-            m.next = Next::Drop;
+        if self.meta[i].originated {
+            self.drop_packet(i, reason);
         } else {
-            m.next = Next::IcmpError;
-            m.icmp = IcmpReply { ty, code, mtu };
+            self.meta[i].drop = reason;
+            self.meta[i].icmp = IcmpReply { ty, code, mtu };
+            self.set_next(i, Next::IcmpError);
         }
     }
 }

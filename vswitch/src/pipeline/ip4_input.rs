@@ -49,7 +49,7 @@ impl Pipeline {
             // IPv4 datagram does.
             pkt.len = frame_u16(l3 + usize::from(ip.total_len()));
             match next {
-                Ok(next) => self.meta[i].next = next,
+                Ok(next) => self.set_next(i, next),
                 Err(reason) => self.drop_packet(i, reason),
             }
             self.trace(i, "ip4-input", || {

@@ -54,9 +54,8 @@ impl Pipeline {
             ip.set_hop_limit(ORIGINATED_TTL);
             ip.fill_checksum();
             self.counters.echo_replies += 1;
-            let m = &mut self.meta[i];
-            m.originated = true;
-            m.next = Next::Ip4Forward;
+            self.meta[i].originated = true;
+            self.set_next(i, Next::Ip4Forward);
             self.trace(i, "ip4-local", || {
                 format!("echo request {src} > {dst}: reply")
             });

@@ -53,6 +53,7 @@ use crate::snapshot::Snapshot;
 
 /// The stage a packet waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Next {
     EthernetInput,
     Arp,
@@ -72,6 +73,12 @@ pub enum Next {
 }
 
 impl Next {
+    /// This stage's bit in [`Pipeline::pending`].
+    #[inline]
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+
     /// The stage's name in traces (VPP-style node names).
     pub fn name(self) -> &'static str {
         match self {
@@ -232,6 +239,11 @@ impl TokenBucket {
 pub struct Pipeline {
     snapshot: Arc<Snapshot>,
     meta: [Meta; BATCH_SIZE],
+    /// One bit per stage ([`Next::bit`]) that some packet of the batch may
+    /// wait for: set by every assignment of `Meta::next` (all go through
+    /// [`Pipeline::set_next`]), cleared when the stage runs. Stages nobody
+    /// waits for are skipped without looking at the batch.
+    pending: u16,
     /// Transmit queues, indexed by port. Each input packet produces at most
     /// one packet per port, so a queue never holds more than a batch
     /// between flushes.
@@ -250,6 +262,7 @@ impl Pipeline {
         Pipeline {
             snapshot,
             meta: [Meta::new(); BATCH_SIZE],
+            pending: 0,
             tx,
             mac_table: MacTable::new(config.mac_table),
             icmp_limiter: TokenBucket::new(config.icmp_rate, config.icmp_burst),
@@ -316,16 +329,17 @@ impl Pipeline {
         for m in &mut self.meta[..n] {
             *m = Meta::new();
         }
+        self.pending = Next::EthernetInput.bit();
         if usize::from(in_port) >= self.snapshot.ports.len() {
-            for m in &mut self.meta[..n] {
-                m.next = Next::Drop;
-                m.drop = DropReason::UnknownPort;
+            for i in 0..n {
+                self.drop_packet(i, DropReason::UnknownPort);
             }
         }
         for stage in STAGE_ORDER {
-            if !self.meta[..n].iter().any(|m| m.next == stage) {
+            if self.pending & stage.bit() == 0 {
                 continue;
             }
+            self.pending &= !stage.bit();
             match stage {
                 Next::EthernetInput => self.ethernet_input(pool, batch),
                 Next::Arp => self.arp_reply(pool, batch),
@@ -379,18 +393,25 @@ impl Pipeline {
         }
     }
 
+    /// Sends packet `i` to stage `next`. The only way `Meta::next` changes.
+    #[inline]
+    fn set_next(&mut self, i: usize, next: Next) {
+        self.meta[i].next = next;
+        self.pending |= next.bit();
+    }
+
     /// Marks packet `i` to be dropped for `reason`.
     #[inline]
     fn drop_packet(&mut self, i: usize, reason: DropReason) {
-        self.meta[i].next = Next::Drop;
         self.meta[i].drop = reason;
+        self.set_next(i, Next::Drop);
     }
 
     /// Marks packet `i` ready to go out of `port`.
     #[inline]
     fn output_to(&mut self, i: usize, port: PortId) {
-        self.meta[i].next = Next::Output;
         self.meta[i].out_port = port;
+        self.set_next(i, Next::Output);
     }
 
     /// Records a trace note for packet `i` when tracing is on. `note` is

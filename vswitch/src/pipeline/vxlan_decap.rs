@@ -69,7 +69,7 @@ impl Pipeline {
             let m = &mut self.meta[i];
             m.l3 = frame_u16(ETHERNET_HEADER_LEN);
             m.decapped = true;
-            m.next = Next::Ip4Input;
+            self.set_next(i, Next::Ip4Input);
             self.counters.vxlan_decap += 1;
             self.trace(i, "vxlan-decap", || {
                 format!("vni {vni} from {src}: {inner_len} byte inner frame")
