@@ -7,122 +7,32 @@
 //! The `baseline` row does the refill and the return without the pipeline,
 //! in the same run, so `path - baseline` is the pipeline's own cost.
 //! Frames are 64 bytes on the wire (60 without FCS); each packet of a batch
-//! is a different flow (source port), as on a real link.
+//! is a different flow (source port), as on a real link. The topology and
+//! the frame builders are the pipeline tests' (tests/common): pods
+//! pod1..pod3, an uplink with the overlay to node2, bridge domain 7.
 //!
 //! `make bench` runs this and prints the table (perf/src/bin/bench-table.rs).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::hint::black_box;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use etherparse::PacketBuilder;
-use xvs_control::state::{
-    DesiredState, MacAddr, NodeSpec, PortKind, PortSpec, RemoteNodeSpec, VxlanSpec,
-    DEFAULT_GATEWAY_MAC,
+use common::{
+    min_udp, pod_ip, pod_mac, state, vxlan_from_remote_port, GW_MAC, REMOTE_POD, REMOTE_VTEP_MAC,
+    VNI, VTEP_MAC,
 };
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use xvs_vswitch::packet::{FramePool, HeapFramePool};
 use xvs_vswitch::pipeline::{Pipeline, PipelineConfig};
 use xvs_vswitch::port::{Batch, PortId};
 use xvs_vswitch::snapshot::Snapshot;
 
-const GW: [u8; 6] = DEFAULT_GATEWAY_MAC.0;
-const UPLINK_MAC: [u8; 6] = [2, 0, 0, 0, 0xff, 1];
-const VTEP_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 1];
-const REMOTE_VTEP_MAC: [u8; 6] = [2, 0, 0, 0, 0xee, 2];
-const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
-const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 2);
+/// Two hosts behind the bridge: A on br1, B on br2 (learned before the run).
 const HOST_A: [u8; 6] = [2, 0, 0, 0, 0xaa, 1];
 const HOST_B: [u8; 6] = [2, 0, 0, 0, 0xbb, 1];
-
-fn pod_ip(n: u8) -> Ipv4Addr {
-    Ipv4Addr::new(10, 244, 1, 10 + n)
-}
-fn pod_mac(n: u8) -> [u8; 6] {
-    [2, 0, 0, 0, 1, n]
-}
-
-/// pod1, pod2 (routed), uplink with VXLAN to node2, br1 and br2 (bridged).
-fn state() -> DesiredState {
-    let pod = |n: u8| PortSpec {
-        name: format!("pod{n}"),
-        kind: PortKind::Pod {
-            ip: pod_ip(n),
-            mac: MacAddr(pod_mac(n)),
-        },
-        mtu: 1450,
-    };
-    DesiredState {
-        node: NodeSpec {
-            node_ip: NODE_IP,
-            pod_cidr: "10.244.1.0/24".parse().unwrap(),
-            gateway_ip: Ipv4Addr::new(169, 254, 1, 1),
-            gateway_mac: DEFAULT_GATEWAY_MAC,
-            vxlan: Some(VxlanSpec {
-                vni: 1,
-                vtep_ip: NODE_IP,
-                vtep_mac: MacAddr(VTEP_MAC),
-                udp_port: 4789,
-                uplink: "uplink".into(),
-            }),
-        },
-        ports: vec![
-            pod(1),
-            pod(2),
-            PortSpec {
-                name: "uplink".into(),
-                kind: PortKind::Uplink {
-                    mac: MacAddr(UPLINK_MAC),
-                },
-                mtu: 1500,
-            },
-            PortSpec {
-                name: "br1".into(),
-                kind: PortKind::Bridged { domain: 1 },
-                mtu: 1500,
-            },
-            PortSpec {
-                name: "br2".into(),
-                kind: PortKind::Bridged { domain: 1 },
-                mtu: 1500,
-            },
-        ],
-        routes: vec![],
-        remote_nodes: vec![RemoteNodeSpec {
-            name: "node2".into(),
-            pod_cidr: "10.244.2.0/24".parse().unwrap(),
-            vtep_ip: REMOTE_VTEP,
-            vtep_mac: MacAddr(REMOTE_VTEP_MAC),
-            underlay_mac: MacAddr([2, 0, 0, 0, 0xff, 2]),
-        }],
-        proxy_arp: vec![],
-    }
-}
-
-/// A 60-byte Ethernet/IPv4/UDP frame (64 on the wire with FCS).
-fn udp64(src_mac: [u8; 6], dst_mac: [u8; 6], src: Ipv4Addr, dst: Ipv4Addr, sport: u16) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), 64)
-        .udp(sport, 5001);
-    let payload = [0u8; 18];
-    let mut out = Vec::with_capacity(60);
-    b.write(&mut out, &payload).unwrap();
-    assert_eq!(out.len(), 60);
-    out
-}
-
-/// `inner` inside VXLAN from node2 to us.
-fn vxlan(inner: &[u8], sport: u16) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2([2, 0, 0, 0, 0xff, 2], UPLINK_MAC)
-        .ipv4(REMOTE_VTEP.octets(), NODE_IP.octets(), 64)
-        .udp(sport, 4789);
-    let mut payload = vec![0x08, 0, 0, 0, 0, 0, 1, 0];
-    payload.extend_from_slice(inner);
-    let mut out = Vec::new();
-    b.write(&mut out, &payload).unwrap();
-    out
-}
 
 struct Path {
     name: &'static str,
@@ -136,41 +46,33 @@ const PATHS: &[Path] = &[
     Path {
         name: "baseline",
         in_port: "pod1",
-        frame: |i| udp64(pod_mac(1), GW, pod_ip(1), pod_ip(2), i),
+        frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), i),
         process: false,
     },
     Path {
         name: "l2_forward",
         in_port: "br1",
-        frame: |i| udp64(HOST_A, HOST_B, pod_ip(1), pod_ip(2), i),
+        frame: |i| min_udp(HOST_A, HOST_B, pod_ip(1), pod_ip(2), i),
         process: true,
     },
     Path {
         name: "l3_forward",
         in_port: "pod1",
-        frame: |i| udp64(pod_mac(1), GW, pod_ip(1), pod_ip(2), i),
+        frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), i),
         process: true,
     },
     Path {
         name: "vxlan_encap",
         in_port: "pod1",
-        frame: |i| udp64(pod_mac(1), GW, pod_ip(1), Ipv4Addr::new(10, 244, 2, 5), i),
+        frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), REMOTE_POD, i),
         process: true,
     },
     Path {
         name: "vxlan_decap",
         in_port: "uplink",
         frame: |i| {
-            vxlan(
-                &udp64(
-                    REMOTE_VTEP_MAC,
-                    VTEP_MAC,
-                    Ipv4Addr::new(10, 244, 2, 5),
-                    pod_ip(2),
-                    i,
-                ),
-                50000 + i,
-            )
+            let inner = min_udp(REMOTE_VTEP_MAC, VTEP_MAC, REMOTE_POD, pod_ip(2), i);
+            vxlan_from_remote_port(&inner, VNI, 50000 + i)
         },
         process: true,
     },
@@ -191,7 +93,7 @@ fn bench(c: &mut Criterion) {
             // Teach the bridge where HOST_B lives so l2_forward is unicast.
             let mut batch = Batch::new();
             batch.push(
-                pool.alloc_with(&udp64(HOST_B, HOST_A, pod_ip(2), pod_ip(1), 1))
+                pool.alloc_with(&min_udp(HOST_B, HOST_A, pod_ip(2), pod_ip(1), 1))
                     .unwrap(),
             );
             pipeline.process(&mut pool, snapshot.port_id("br2").unwrap(), &mut batch, 0);

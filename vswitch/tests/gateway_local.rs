@@ -5,36 +5,11 @@ use common::*;
 
 use std::net::Ipv4Addr;
 
-use etherparse::{
-    ArpOperation, IcmpEchoHeader, Icmpv4Type, NetSlice, PacketBuilder, TransportSlice,
-};
+use etherparse::{IcmpEchoHeader, Icmpv4Type, PacketBuilder, TransportSlice};
 use xvs_vswitch::drop::DropReason;
 
 /// The proxy-ARP address of the harness state.
 const PROXY: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
-
-/// The one frame sent anywhere, with its port.
-fn only_output(h: &mut Harness) -> (String, Vec<u8>) {
-    let mut out = h.all_sent();
-    assert_eq!(
-        out.len(),
-        1,
-        "expected exactly one output frame, got {:?}",
-        out.iter().map(|(p, f)| (p, f.len())).collect::<Vec<_>>()
-    );
-    let (port, frame) = out.pop().unwrap();
-    parse_checked(&frame);
-    (port, frame)
-}
-
-fn assert_nothing_sent(h: &mut Harness) {
-    let out = h.all_sent();
-    assert!(
-        out.is_empty(),
-        "expected no output, got frames on {:?}",
-        out.iter().map(|(p, _)| p).collect::<Vec<_>>()
-    );
-}
 
 /// An ARP packet (any opcode) from `sender`, Ethernet to `eth_dst`.
 fn arp(
@@ -52,38 +27,33 @@ fn arp(
     f
 }
 
-/// Checks that `frame` is the gateway's ARP reply to pod `n` for `ip`.
-fn assert_arp_reply(frame: &[u8], n: u8, ip: Ipv4Addr) {
-    assert_eq!(frame.len(), 42, "Ethernet + 28-byte ARP, no padding");
-    assert_eq!(macs_of(frame), (GW_MAC, pod_mac(n)));
-    let p = parse_checked(frame);
-    let Some(NetSlice::Arp(a)) = &p.net else {
-        panic!("not ARP: {:?}", p.net)
-    };
-    let a = a.to_packet().try_eth_ipv4().expect("Ethernet/IPv4 ARP");
-    assert_eq!(a.operation, ArpOperation::REPLY);
-    assert_eq!(a.sender_mac, GW_MAC);
-    assert_eq!(GW_MAC, [0xee; 6]);
-    assert_eq!(a.sender_ipv4, ip.octets());
-    assert_eq!(a.target_mac, pod_mac(n));
-    assert_eq!(a.target_ipv4, pod_ip(n).octets());
+/// Sends `request` on pod `n`'s port and checks that the only answer is
+/// the gateway's ARP reply for `ip`, back on that port.
+fn expect_arp_reply(h: &mut Harness, n: u8, request: Vec<u8>, ip: Ipv4Addr) {
+    let port = format!("pod{n}");
+    let out = send_expect_one(h, &port, request, &port);
+    assert_arp_reply(&out, n, ip);
+}
+
+/// Nothing was answered or sent: `n` ARP packets dropped as not for us,
+/// no other drops, no ARP replies, no frame leaked.
+fn assert_arp_ignored(h: &mut Harness, n: u64) {
+    assert_dropped_only(h, DropReason::ArpNotForUs, n);
+    assert_eq!(h.counters().arp_replies, 0);
+    h.assert_no_frame_leak();
 }
 
 #[test]
 fn arp_for_the_gateway_is_answered_on_the_in_port_only() {
     let mut h = Harness::new();
-    h.send("pod1", arp_request(pod_mac(1), pod_ip(1), GATEWAY));
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod1");
-    assert_arp_reply(&out, 1, GATEWAY);
+    let request = arp_request(pod_mac(1), pod_ip(1), GATEWAY);
+    expect_arp_reply(&mut h, 1, request, GATEWAY);
     assert_eq!(h.counters().arp_replies, 1);
     assert_eq!(h.counters().total_drops(), 0);
 
     // Each pod gets its own answer on its own port.
-    h.send("pod3", arp_request(pod_mac(3), pod_ip(3), GATEWAY));
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod3");
-    assert_arp_reply(&out, 3, GATEWAY);
+    let request = arp_request(pod_mac(3), pod_ip(3), GATEWAY);
+    expect_arp_reply(&mut h, 3, request, GATEWAY);
     assert_eq!(h.counters().arp_replies, 2);
     h.assert_no_frame_leak();
 }
@@ -91,10 +61,7 @@ fn arp_for_the_gateway_is_answered_on_the_in_port_only() {
 #[test]
 fn arp_for_a_proxy_arp_address_is_answered() {
     let mut h = Harness::new();
-    h.send("pod2", arp_request(pod_mac(2), pod_ip(2), PROXY));
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
-    assert_arp_reply(&out, 2, PROXY);
+    expect_arp_reply(&mut h, 2, arp_request(pod_mac(2), pod_ip(2), PROXY), PROXY);
     assert_eq!(h.counters().arp_replies, 1);
     h.assert_no_frame_leak();
 }
@@ -105,16 +72,11 @@ fn padded_and_unicast_arp_requests_are_answered() {
     // A request padded to the 60-byte minimum: the reply is 42 bytes.
     let mut padded = arp_request(pod_mac(1), pod_ip(1), GATEWAY);
     padded.resize(60, 0x5a);
-    h.send("pod1", padded);
-    let (_, out) = only_output(&mut h);
-    assert_arp_reply(&out, 1, GATEWAY);
+    expect_arp_reply(&mut h, 1, padded, GATEWAY);
 
     // Linux re-validates a stale neighbour with a unicast request.
     let unicast = arp(GW_MAC, 1, pod_mac(1), pod_ip(1), GW_MAC, GATEWAY);
-    h.send("pod1", unicast);
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod1");
-    assert_arp_reply(&out, 1, GATEWAY);
+    expect_arp_reply(&mut h, 1, unicast, GATEWAY);
     assert_eq!(h.counters().arp_replies, 2);
     h.assert_no_frame_leak();
 }
@@ -128,11 +90,7 @@ fn arp_for_other_addresses_is_not_answered() {
     h.send("pod1", arp_request(pod_mac(1), pod_ip(1), EXTERNAL));
     // The node IP.
     h.send("pod1", arp_request(pod_mac(1), pod_ip(1), NODE_IP));
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::ArpNotForUs), 3);
-    assert_eq!(h.counters().total_drops(), 3);
-    assert_eq!(h.counters().arp_replies, 0);
-    h.assert_no_frame_leak();
+    assert_arp_ignored(&mut h, 3);
 }
 
 #[test]
@@ -150,11 +108,7 @@ fn a_pod_probing_or_announcing_its_own_address_is_not_answered() {
         "pod1",
         arp([0xff; 6], 2, pod_mac(1), pod_ip(1), [0xff; 6], pod_ip(1)),
     );
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::ArpNotForUs), 3);
-    assert_eq!(h.counters().total_drops(), 3);
-    assert_eq!(h.counters().arp_replies, 0);
-    h.assert_no_frame_leak();
+    assert_arp_ignored(&mut h, 3);
 }
 
 #[test]
@@ -168,10 +122,8 @@ fn a_pod_whose_address_is_the_proxy_address_is_not_answered() {
     assert_nothing_sent(&mut h);
     assert_eq!(h.drops(DropReason::ArpNotForUs), 1);
     // Another pod asking for it is answered.
-    h.send("pod1", arp_request(pod_mac(1), pod_ip(1), pod_ip(2)));
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod1");
-    assert_arp_reply(&out, 1, pod_ip(2));
+    let request = arp_request(pod_mac(1), pod_ip(1), pod_ip(2));
+    expect_arp_reply(&mut h, 1, request, pod_ip(2));
     h.assert_no_frame_leak();
 }
 
@@ -184,11 +136,7 @@ fn arp_on_the_uplink_is_left_to_the_kernel() {
         "uplink",
         arp(UPLINK_MAC, 1, ROUTER_MAC, EXTERNAL, [0; 6], PROXY),
     );
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::ArpNotForUs), 3);
-    assert_eq!(h.counters().total_drops(), 3);
-    assert_eq!(h.counters().arp_replies, 0);
-    h.assert_no_frame_leak();
+    assert_arp_ignored(&mut h, 3);
 }
 
 #[test]
@@ -196,11 +144,7 @@ fn an_arp_reply_to_us_is_not_answered() {
     let mut h = Harness::new();
     let reply = arp(GW_MAC, 2, pod_mac(1), pod_ip(1), GW_MAC, GATEWAY);
     h.send("pod1", reply);
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::ArpNotForUs), 1);
-    assert_eq!(h.counters().total_drops(), 1);
-    assert_eq!(h.counters().arp_replies, 0);
-    h.assert_no_frame_leak();
+    assert_arp_ignored(&mut h, 1);
 }
 
 #[test]
@@ -215,9 +159,7 @@ fn malformed_arp_is_dropped() {
     let mut f = arp_request(pod_mac(1), pod_ip(1), GATEWAY);
     f[14..16].copy_from_slice(&[0, 6]);
     h.send("pod1", f);
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::MalformedArp), 2);
-    assert_eq!(h.counters().total_drops(), 2);
+    assert_dropped_only(&mut h, DropReason::MalformedArp, 2);
     h.assert_no_frame_leak();
 }
 
@@ -225,9 +167,7 @@ fn malformed_arp_is_dropped() {
 fn echo_request_to_the_gateway_gets_an_echo_reply() {
     let mut h = Harness::new();
     let input = ping(pod_mac(2), GW_MAC, pod_ip(2), GATEWAY, 64, 7);
-    h.send("pod2", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
+    let out = send_expect_one(&mut h, "pod2", input.clone(), "pod2");
     assert_eq!(macs_of(&out), (GW_MAC, pod_mac(2)));
     assert_eq!(ipv4_of(&out), (GATEWAY, pod_ip(2), 64));
     let p = parse_checked(&out);
@@ -264,9 +204,7 @@ fn echo_replies_keep_each_sequence_number_and_ignore_the_request_ttl() {
         let input = ping(pod_mac(3), GW_MAC, pod_ip(3), GATEWAY, ttl, seq);
         let mut padded = input.clone();
         padded.resize(input.len().max(60) + 4, 0x77);
-        h.send("pod3", padded);
-        let (port, out) = only_output(&mut h);
-        assert_eq!(port, "pod3");
+        let out = send_expect_one(&mut h, "pod3", padded, "pod3");
         assert_eq!(out.len(), input.len(), "padding trimmed");
         assert_eq!(ipv4_of(&out), (GATEWAY, pod_ip(3), 64));
         let p = parse_checked(&out);
@@ -291,9 +229,7 @@ fn echo_with_a_bad_icmp_checksum_is_malformed() {
     // The ICMP checksum (after 14 + 20 + 2 bytes); the IP header stays valid.
     f[36] ^= 0x40;
     h.send("pod1", f);
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::MalformedIcmp), 1);
-    assert_eq!(h.counters().total_drops(), 1);
+    assert_dropped_only(&mut h, DropReason::MalformedIcmp, 1);
     assert_eq!(h.counters().echo_replies, 0);
 
     // ICMP cut shorter than its header.
@@ -323,14 +259,9 @@ fn udp_tcp_and_other_icmp_to_the_gateway_are_unsupported() {
     // A fragmented echo request.
     let mut frag = ping(pod_mac(1), GW_MAC, pod_ip(1), GATEWAY, 64, 1);
     frag[20] = 0x20; // MF, DF clear
-    let sum_at = 14 + 10;
-    frag[sum_at..sum_at + 2].copy_from_slice(&[0, 0]);
-    let sum = checksum(&frag[14..34]);
-    frag[sum_at..sum_at + 2].copy_from_slice(&sum.to_be_bytes());
+    fix_ipv4_checksum(&mut frag, 14);
     h.send("pod1", frag);
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::LocalUnsupported), 4);
-    assert_eq!(h.counters().total_drops(), 4);
+    assert_dropped_only(&mut h, DropReason::LocalUnsupported, 4);
     assert_eq!(h.counters().echo_replies, 0);
     assert_eq!(h.counters().icmp_errors, 0);
     h.assert_no_frame_leak();
@@ -366,8 +297,6 @@ fn a_frame_to_another_unicast_mac_is_not_ours() {
         "uplink",
         udp(ROUTER_MAC, GW_MAC, EXTERNAL, pod_ip(1), 64, b"x"),
     );
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::NotOurMac), 4);
-    assert_eq!(h.counters().total_drops(), 4);
+    assert_dropped_only(&mut h, DropReason::NotOurMac, 4);
     h.assert_no_frame_leak();
 }

@@ -76,26 +76,36 @@ fn assert_sent_to(h: &mut Harness, want: &[&str], frame: &[u8]) {
     }
 }
 
+/// Sends `frame` on `in_port` and asserts that exactly the ports in `want`
+/// each sent it, unchanged, and no other port sent anything.
+fn expect_bridged(h: &mut Harness, in_port: &str, frame: Vec<u8>, want: &[&str]) {
+    h.send(in_port, frame.clone());
+    assert_sent_to(h, want, &frame);
+}
+
+/// The bridge counters: frames flooded, bridged (to one learned port),
+/// and MAC table entries learned.
+fn assert_bridge_counts(h: &Harness, flooded: u64, bridged: u64, mac_learned: u64) {
+    let c = h.counters();
+    assert_eq!(
+        (c.flooded, c.bridged, c.mac_learned),
+        (flooded, bridged, mac_learned),
+        "(flooded, bridged, mac_learned)"
+    );
+}
+
 #[test]
 fn broadcast_floods_to_the_other_two_ports_only() {
     let mut h = Harness::new();
     let f = frame(1, BROADCAST, b"who is there");
-    h.send("br1", f.clone());
-    assert_sent_to(&mut h, &["br2", "br3"], &f);
-
+    expect_bridged(&mut h, "br1", f, &["br2", "br3"]);
     let f = frame(2, BROADCAST, b"from br2");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1", "br3"], &f);
-
+    expect_bridged(&mut h, "br2", f, &["br1", "br3"]);
     let f = frame(3, BROADCAST, b"from br3");
-    h.send("br3", f.clone());
-    assert_sent_to(&mut h, &["br1", "br2"], &f);
+    expect_bridged(&mut h, "br3", f, &["br1", "br2"]);
 
-    let c = h.counters();
-    assert_eq!(c.flooded, 3);
-    assert_eq!(c.bridged, 0);
-    assert_eq!(c.mac_learned, 3);
-    assert_eq!(c.total_drops(), 0);
+    assert_bridge_counts(&h, 3, 0, 3);
+    assert_eq!(h.counters().total_drops(), 0);
     h.assert_no_frame_leak();
 }
 
@@ -104,8 +114,7 @@ fn unknown_unicast_floods_to_the_other_two_ports_only() {
     let mut h = Harness::new();
     // Host 9 never sent anything: its MAC is unknown.
     let f = frame(2, host_mac(9), b"anyone?");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1", "br3"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1", "br3"]);
     assert_eq!(h.counters().flooded, 1);
     assert_eq!(h.counters().bridged, 0);
     assert_eq!(h.counters().total_drops(), 0);
@@ -117,8 +126,7 @@ fn multicast_destination_floods_even_when_learned() {
     let mut h = Harness::new();
     let group = [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb];
     let f = frame(1, group, b"mdns");
-    h.send("br1", f.clone());
-    assert_sent_to(&mut h, &["br2", "br3"], &f);
+    expect_bridged(&mut h, "br1", f, &["br2", "br3"]);
     h.send("br3", frame(3, group, b"mdns"));
     let out = bridge_out(&mut h);
     assert_eq!(out.map(|f| f.len()), [1, 1, 0]);
@@ -137,23 +145,16 @@ fn learned_unicast_goes_to_exactly_one_port() {
     assert_eq!(h.counters().mac_learned, 2);
 
     let f = frame(2, host_mac(1), b"to host 1");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
-
+    expect_bridged(&mut h, "br2", f, &["br1"]);
     let f = frame(2, host_mac(3), b"to host 3");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br3"], &f);
+    expect_bridged(&mut h, "br2", f, &["br3"]);
 
     // Host 2 was learned on br2 from the frames above.
     let f = frame(1, host_mac(2), b"back to host 2");
-    h.send("br1", f.clone());
-    assert_sent_to(&mut h, &["br2"], &f);
+    expect_bridged(&mut h, "br1", f, &["br2"]);
 
-    let c = h.counters();
-    assert_eq!(c.bridged, 3);
-    assert_eq!(c.flooded, 2);
-    assert_eq!(c.mac_learned, 3);
-    assert_eq!(c.total_drops(), 0);
+    assert_bridge_counts(&h, 2, 3, 3);
+    assert_eq!(h.counters().total_drops(), 0);
     h.assert_no_frame_leak();
 }
 
@@ -180,15 +181,13 @@ fn a_mac_that_moves_is_relearned_on_its_new_port() {
     h.send("br1", frame(1, BROADCAST, b"on br1"));
     bridge_out(&mut h);
     let f = frame(2, host_mac(1), b"to host 1");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1"]);
 
     // Host 1 moves to br3.
     h.send("br3", frame(1, BROADCAST, b"on br3 now"));
     bridge_out(&mut h);
     let f = frame(2, host_mac(1), b"to host 1 again");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br3"], &f);
+    expect_bridged(&mut h, "br2", f, &["br3"]);
 
     // host 1 on br1, host 2 on br2, host 1 moved to br3.
     assert_eq!(h.counters().mac_learned, 3);
@@ -213,8 +212,7 @@ fn vlan_tagged_frames_are_bridged_with_the_tag_intact() {
 
     // Host 1 is now known in VLAN 10: a tagged unicast to it goes to br1.
     let f = tagged(host_mac(2), host_mac(1), 10, 0, b"tagged unicast");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
+    expect_bridged(&mut h, "br2", f.clone(), &["br1"]);
     let p = parse_checked(&f);
     assert_eq!(p.vlan_ids().first().map(|v| v.value()), Some(10));
     assert_eq!(h.counters().bridged, 1);
@@ -231,29 +229,23 @@ fn learning_is_per_vlan() {
 
     // VLAN 10: unicast to br1.
     let f = tagged(host_mac(2), host_mac(1), 10, 0, b"in vlan 10");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1"]);
 
     // VLAN 20: the same MAC is unknown there, so the frame floods.
     let f = tagged(host_mac(2), host_mac(1), 20, 0, b"in vlan 20");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1", "br3"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1", "br3"]);
 
     // Untagged: unknown too.
     let f = frame(2, host_mac(1), b"untagged");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1", "br3"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1", "br3"]);
 
     // The priority bits are not part of the VLAN id.
     let f = tagged(host_mac(3), host_mac(1), 10, 7, b"vlan 10 prio 7");
-    h.send("br3", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
+    expect_bridged(&mut h, "br3", f, &["br1"]);
 
-    let c = h.counters();
-    assert_eq!(c.bridged, 2);
-    assert_eq!(c.flooded, 3);
-    // host 1 in VLAN 10, host 2 in VLAN 10, 20 and untagged, host 3 in VLAN 10.
-    assert_eq!(c.mac_learned, 5);
+    // Learned: host 1 in VLAN 10, host 2 in VLAN 10, 20 and untagged, host 3
+    // in VLAN 10.
+    assert_bridge_counts(&h, 3, 2, 5);
     h.assert_no_frame_leak();
 }
 
@@ -274,27 +266,22 @@ fn learned_macs_age_out_and_flood_again() {
     // Exactly max_age later the entry is still valid.
     h.now_ns = t0 + 1_000;
     let f = frame(2, host_mac(1), b"still here?");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1"]);
 
     // One nanosecond more and it is gone: flood.
     h.now_ns = t0 + 1_001;
     let f = frame(2, host_mac(1), b"gone?");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1", "br3"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1", "br3"]);
 
     // Host 1 talks again and is relearned (counted as new).
     h.send("br1", frame(1, host_mac(2), b"back"));
     let out = bridge_out(&mut h);
     assert_eq!(out.map(|f| f.len()), [0, 1, 0]);
     let f = frame(2, host_mac(1), b"and unicast again");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1"]);
 
-    let c = h.counters();
-    assert_eq!(c.flooded, 2);
-    assert_eq!(c.bridged, 3);
-    assert_eq!(c.mac_learned, 3, "host 1, host 2, host 1 after aging");
+    // Learned: host 1, host 2, host 1 after aging.
+    assert_bridge_counts(&h, 2, 3, 3);
     h.assert_no_frame_leak();
 }
 
@@ -318,8 +305,7 @@ fn multicast_or_broadcast_source_mac_is_dropped() {
 
     // Nothing was learned: unicast to that "MAC" floods.
     let f = frame(3, host_mac(1), b"x");
-    h.send("br3", f.clone());
-    assert_sent_to(&mut h, &["br1", "br2"], &f);
+    expect_bridged(&mut h, "br3", f, &["br1", "br2"]);
     h.assert_no_frame_leak();
 }
 
@@ -341,18 +327,14 @@ fn full_mac_table_still_forwards_by_flooding() {
 
     // Host 2 cannot be learned, but its frame to host 1 is delivered.
     let f = frame(2, host_mac(1), b"to host 1");
-    h.send("br2", f.clone());
-    assert_sent_to(&mut h, &["br1"], &f);
+    expect_bridged(&mut h, "br2", f, &["br1"]);
     assert_eq!(h.counters().mac_table_full, 1);
 
     // So a frame to host 2 floods.
     let f = frame(1, host_mac(2), b"to host 2");
-    h.send("br1", f.clone());
-    assert_sent_to(&mut h, &["br2", "br3"], &f);
-
+    expect_bridged(&mut h, "br1", f, &["br2", "br3"]);
     let f = frame(3, host_mac(2), b"to host 2 from br3");
-    h.send("br3", f.clone());
-    assert_sent_to(&mut h, &["br1", "br2"], &f);
+    expect_bridged(&mut h, "br3", f, &["br1", "br2"]);
 
     let c = h.counters();
     // Host 2 and host 3 were refused; host 1's second frame only refreshed.
@@ -394,8 +376,7 @@ fn flooding_with_an_exhausted_pool_counts_pool_exhausted() {
     // With frames to spare nothing is lost.
     let mut h = Harness::with_pool(2);
     let f = frame(1, BROADCAST, b"enough");
-    h.send("br1", f.clone());
-    assert_sent_to(&mut h, &["br2", "br3"], &f);
+    expect_bridged(&mut h, "br1", f, &["br2", "br3"]);
     assert_eq!(h.counters().total_drops(), 0);
     h.assert_no_frame_leak();
 }
@@ -438,7 +419,6 @@ fn a_domain_with_a_single_port_has_no_flood_target() {
 
     // Domain 7 does not learn what domain 9 saw: host 4 is unknown there.
     let f = frame(1, host_mac(4), b"to host 4");
-    h.send("br1", f.clone());
-    assert_sent_to(&mut h, &["br2", "br3"], &f);
+    expect_bridged(&mut h, "br1", f, &["br2", "br3"]);
     h.assert_no_frame_leak();
 }

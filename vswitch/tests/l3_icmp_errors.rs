@@ -6,39 +6,9 @@ use common::*;
 
 use std::net::Ipv4Addr;
 
-use etherparse::{
-    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, NetSlice, PacketBuilder,
-    TransportSlice,
-};
+use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
 use xvs_vswitch::drop::DropReason;
 use xvs_vswitch::pipeline::PipelineConfig;
-
-/// An ICMP error as etherparse reads it.
-#[derive(Debug)]
-struct IcmpError {
-    ip: Ipv4Header,
-    ty: u8,
-    code: u8,
-    rest: [u8; 4],
-    quote: Vec<u8>,
-}
-
-fn icmp_error(frame: &[u8]) -> IcmpError {
-    let p = parse_checked(frame);
-    let Some(NetSlice::Ipv4(ip)) = &p.net else {
-        panic!("not IPv4: {:?}", p.net)
-    };
-    let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
-        panic!("not ICMP: {:?}", p.transport)
-    };
-    IcmpError {
-        ip: ip.header().to_header(),
-        ty: icmp.type_u8(),
-        code: icmp.code_u8(),
-        rest: icmp.bytes5to8(),
-        quote: icmp.payload().to_vec(),
-    }
-}
 
 /// The IP datagram inside `frame` (header and payload, padding excluded).
 fn datagram(frame: &[u8]) -> &[u8] {
@@ -48,7 +18,7 @@ fn datagram(frame: &[u8]) -> &[u8] {
 
 /// Checks the IP header of an error the switch sent to `to`, quoting
 /// `quote_len` bytes.
-fn assert_error_header(e: &IcmpError, to: Ipv4Addr, quote_len: usize) {
+fn assert_error_header(e: &IcmpMsg, to: Ipv4Addr, quote_len: usize) {
     assert_eq!(
         e.ip.source,
         NODE_IP.octets(),
@@ -61,29 +31,26 @@ fn assert_error_header(e: &IcmpError, to: Ipv4Addr, quote_len: usize) {
     assert_eq!(e.ip.dscp.value(), 0xc0 >> 2, "internetwork control");
     assert!(!e.ip.more_fragments);
     assert_eq!(e.ip.fragment_offset.value(), 0);
-    assert_eq!(e.quote.len(), quote_len);
+    assert_eq!(e.payload.len(), quote_len);
 }
 
-/// The one frame sent anywhere, with its port.
-fn only_output(h: &mut Harness) -> (String, Vec<u8>) {
-    let mut out = h.all_sent();
+/// The standard harness with a bucket of `burst` ICMP errors (refilled at
+/// the default rate).
+fn with_icmp_burst(burst: u32) -> Harness {
+    let config = PipelineConfig {
+        icmp_burst: burst,
+        ..PipelineConfig::default()
+    };
+    Harness::with(state(), config)
+}
+
+/// No ICMP error was sent, and none was held back by the rate limit.
+fn assert_no_icmp_error(h: &Harness) {
+    let c = h.counters();
     assert_eq!(
-        out.len(),
-        1,
-        "expected exactly one output frame, got {:?}",
-        out.iter().map(|(p, f)| (p, f.len())).collect::<Vec<_>>()
-    );
-    let (port, frame) = out.pop().unwrap();
-    parse_checked(&frame);
-    (port, frame)
-}
-
-fn assert_nothing_sent(h: &mut Harness) {
-    let out = h.all_sent();
-    assert!(
-        out.is_empty(),
-        "expected no output, got frames on {:?}",
-        out.iter().map(|(p, _)| p).collect::<Vec<_>>()
+        (c.icmp_errors, c.icmp_rate_limited),
+        (0, 0),
+        "(icmp_errors, icmp_rate_limited)"
     );
 }
 
@@ -115,18 +82,17 @@ fn sized_udp(
 fn ttl_1_gets_time_exceeded_from_the_node_ip() {
     let mut h = Harness::new();
     let input = pod_udp(1, pod_ip(2), 1, b"expiring payload");
-    h.send("pod1", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod1", "the error goes back to the sender");
+    // The error goes back to the sender.
+    let out = send_expect_one(&mut h, "pod1", input.clone(), "pod1");
     assert_eq!(macs_of(&out), (GW_MAC, pod_mac(1)));
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (11, 0), "time exceeded in transit");
     assert_eq!(e.rest, [0; 4]);
     // The whole (short) datagram is quoted, exactly as it was received.
     let orig = datagram(&input);
     assert_eq!(orig.len(), 20 + 8 + 16);
     assert_error_header(&e, pod_ip(1), orig.len());
-    assert_eq!(e.quote, orig);
+    assert_eq!(e.payload, orig);
     assert_eq!(out.len(), 14 + 20 + 8 + orig.len());
 
     let c = h.counters();
@@ -141,16 +107,14 @@ fn ttl_1_gets_time_exceeded_from_the_node_ip() {
 fn ttl_0_gets_time_exceeded_too() {
     let mut h = Harness::new();
     let input = tcp_syn(pod_mac(3), GW_MAC, pod_ip(3), EXTERNAL, 0);
-    h.send("pod3", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod3");
+    let out = send_expect_one(&mut h, "pod3", input.clone(), "pod3");
     assert_eq!(macs_of(&out), (GW_MAC, pod_mac(3)));
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (11, 0));
     let orig = datagram(&input);
     assert_error_header(&e, pod_ip(3), orig.len());
-    assert_eq!(e.quote, orig);
-    assert_eq!(e.quote[8], 0, "quoted TTL is the received one");
+    assert_eq!(e.payload, orig);
+    assert_eq!(e.payload[8], 0, "quoted TTL is the received one");
     assert_eq!(h.counters().icmp_errors, 1);
     assert_eq!(h.drops(DropReason::TtlExpired), 1);
     assert_eq!(h.counters().total_drops(), 1);
@@ -160,9 +124,12 @@ fn ttl_0_gets_time_exceeded_too() {
 #[test]
 fn ttl_2_is_still_forwarded() {
     let mut h = Harness::new();
-    h.send("pod1", pod_udp(1, pod_ip(2), 2, b"last hop"));
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
+    let out = send_expect_one(
+        &mut h,
+        "pod1",
+        pod_udp(1, pod_ip(2), 2, b"last hop"),
+        "pod2",
+    );
     assert_eq!(ipv4_of(&out).2, 1);
     assert_eq!(h.counters().icmp_errors, 0);
     assert_eq!(h.counters().total_drops(), 0);
@@ -173,16 +140,14 @@ fn ttl_2_is_still_forwarded() {
 fn no_route_gets_net_unreachable() {
     let mut h = Harness::new();
     let input = pod_udp(2, UNROUTABLE, 64, b"where is 203.0.113.7?");
-    h.send("pod2", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
+    let out = send_expect_one(&mut h, "pod2", input.clone(), "pod2");
     assert_eq!(macs_of(&out), (GW_MAC, pod_mac(2)));
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (3, 0), "net unreachable");
     assert_eq!(e.rest, [0; 4]);
     let orig = datagram(&input);
     assert_error_header(&e, pod_ip(2), orig.len());
-    assert_eq!(e.quote, orig);
+    assert_eq!(e.payload, orig);
     assert_eq!(h.drops(DropReason::NoRoute), 1);
     assert_eq!(h.counters().total_drops(), 1);
     assert_eq!(h.counters().icmp_errors, 1);
@@ -191,9 +156,9 @@ fn no_route_gets_net_unreachable() {
     let input = pod_udp(2, UNROUTABLE, 1, b"ttl 1 and no route");
     h.send("pod2", input.clone());
     let (_, out) = only_output(&mut h);
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (3, 0));
-    assert_eq!(e.quote, datagram(&input));
+    assert_eq!(e.payload, datagram(&input));
     assert_eq!(h.drops(DropReason::NoRoute), 2);
     assert_eq!(h.drops(DropReason::TtlExpired), 0);
     h.assert_no_frame_leak();
@@ -204,24 +169,20 @@ fn df_over_the_pod_mtu_gets_fragmentation_needed_1450() {
     let mut h = Harness::new();
     // Exactly the MTU passes.
     let fits = sized_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), 1450, true);
-    h.send("pod1", fits);
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
+    let out = send_expect_one(&mut h, "pod1", fits, "pod2");
     assert_eq!(out.len(), 14 + 1450);
 
     // One byte more does not.
     let input = sized_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), 1451, true);
-    h.send("pod1", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod1");
+    let out = send_expect_one(&mut h, "pod1", input.clone(), "pod1");
     assert_eq!(macs_of(&out), (GW_MAC, pod_mac(1)));
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (3, 4), "fragmentation needed");
     assert_eq!(e.rest, [0, 0, 0x05, 0xaa], "next-hop MTU 1450 (RFC 1191)");
     // The error is at most 576 bytes: 548 bytes of quote.
     assert_error_header(&e, pod_ip(1), 548);
     assert_eq!(usize::from(e.ip.total_len), 576);
-    assert_eq!(e.quote, &datagram(&input)[..548]);
+    assert_eq!(e.payload, &datagram(&input)[..548]);
     assert_eq!(h.drops(DropReason::MtuExceeded), 1);
     assert_eq!(h.counters().total_drops(), 1);
     assert_eq!(h.counters().icmp_errors, 1);
@@ -232,15 +193,13 @@ fn df_over_the_pod_mtu_gets_fragmentation_needed_1450() {
 fn fragmentation_needed_reaches_an_external_sender_through_the_uplink() {
     let mut h = Harness::new();
     let input = sized_udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(3), 1500, true);
-    h.send("uplink", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "uplink");
+    let out = send_expect_one(&mut h, "uplink", input.clone(), "uplink");
     assert_eq!(macs_of(&out), (UPLINK_MAC, ROUTER_MAC));
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (3, 4));
     assert_eq!(e.rest, [0, 0, 0x05, 0xaa]);
     assert_error_header(&e, EXTERNAL, 548);
-    assert_eq!(e.quote, &datagram(&input)[..548]);
+    assert_eq!(e.payload, &datagram(&input)[..548]);
     assert_eq!(out.len(), 14 + 576);
     assert_eq!(h.drops(DropReason::MtuExceeded), 1);
     h.assert_no_frame_leak();
@@ -251,11 +210,8 @@ fn over_the_mtu_without_df_is_dropped_without_an_error() {
     let mut h = Harness::new();
     let input = sized_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), 1451, false);
     h.send("pod1", input);
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::MtuExceeded), 1);
-    assert_eq!(h.counters().total_drops(), 1);
-    assert_eq!(h.counters().icmp_errors, 0);
-    assert_eq!(h.counters().icmp_rate_limited, 0);
+    assert_dropped_only(&mut h, DropReason::MtuExceeded, 1);
+    assert_no_icmp_error(&h);
     h.assert_no_frame_leak();
 }
 
@@ -273,9 +229,7 @@ fn df_over_the_overlay_mtu_gets_fragmentation_needed_1450() {
         };
         // 1450 bytes fit: the outer packet is exactly the uplink MTU.
         let fits = sized_udp(src_mac, dst_mac, src, REMOTE_POD, 1450, true);
-        h.send(src_port, fits.clone());
-        let (port, out) = only_output(&mut h);
-        assert_eq!(port, "uplink");
+        let out = send_expect_one(&mut h, src_port, fits.clone(), "uplink");
         let (outer_src, outer_dst, _) = ipv4_of(&out);
         assert_eq!((outer_src, outer_dst), (NODE_IP, REMOTE_VTEP));
         let (outer, _) = Ipv4Header::from_slice(&out[14..]).unwrap();
@@ -293,10 +247,9 @@ fn df_over_the_overlay_mtu_gets_fragmentation_needed_1450() {
 
         // 1451 bytes would make a 1501-byte outer packet.
         let input = sized_udp(src_mac, dst_mac, src, REMOTE_POD, 1451, true);
-        h.send(src_port, input.clone());
-        let (port, out) = only_output(&mut h);
-        assert_eq!(port, src_port, "the error goes back to the sender");
-        let e = icmp_error(&out);
+        // The error goes back to the sender.
+        let out = send_expect_one(&mut h, src_port, input.clone(), src_port);
+        let e = icmp_of(&out);
         assert_eq!((e.ty, e.code), (3, 4), "fragmentation needed");
         assert_eq!(
             u16::from_be_bytes([e.rest[2], e.rest[3]]),
@@ -304,7 +257,7 @@ fn df_over_the_overlay_mtu_gets_fragmentation_needed_1450() {
             "next-hop MTU of the overlay"
         );
         assert_error_header(&e, src, 548);
-        assert_eq!(e.quote, &datagram(&input)[..548]);
+        assert_eq!(e.payload, &datagram(&input)[..548]);
     }
     assert_eq!(h.counters().vxlan_encap, 2);
     assert_eq!(h.drops(DropReason::MtuExceeded), 2);
@@ -314,12 +267,12 @@ fn df_over_the_overlay_mtu_gets_fragmentation_needed_1450() {
 
 #[test]
 fn icmp_errors_are_rate_limited_and_the_bucket_refills() {
-    let config = PipelineConfig {
-        icmp_burst: 3,
-        ..PipelineConfig::default()
-    };
-    assert_eq!(config.icmp_rate, 1000, "one token per millisecond");
-    let mut h = Harness::with(state(), config);
+    let mut h = with_icmp_burst(3);
+    assert_eq!(
+        PipelineConfig::default().icmp_rate,
+        1000,
+        "one token per millisecond"
+    );
     // Sends `n` TTL-expired packets in one batch, each tagged with its
     // index, and returns the indices the errors quote.
     let burst = |h: &mut Harness, n: u8| -> Vec<u8> {
@@ -330,10 +283,10 @@ fn icmp_errors_are_rate_limited_and_the_bucket_refills() {
         let mut quoted = Vec::new();
         for (port, f) in h.all_sent() {
             assert_eq!(port, "pod1");
-            let e = icmp_error(&f);
+            let e = icmp_of(&f);
             assert_eq!((e.ty, e.code), (11, 0));
             // The quoted UDP payload starts after 20 + 8 bytes.
-            quoted.push(e.quote[28]);
+            quoted.push(e.payload[28]);
         }
         quoted
     };
@@ -368,11 +321,7 @@ fn icmp_errors_are_rate_limited_and_the_bucket_refills() {
 
 #[test]
 fn rate_limited_errors_do_not_stop_forwarding() {
-    let config = PipelineConfig {
-        icmp_burst: 1,
-        ..PipelineConfig::default()
-    };
-    let mut h = Harness::with(state(), config);
+    let mut h = with_icmp_burst(1);
     for _ in 0..3 {
         h.port("pod1").inject(pod_udp(1, UNROUTABLE, 64, b"x"));
     }
@@ -414,12 +363,7 @@ fn no_icmp_error_about_an_icmp_error() {
         assert_nothing_sent(&mut h);
     }
     assert_eq!(h.drops(DropReason::TtlExpired), 5);
-    assert_eq!(h.counters().icmp_errors, 0);
-    assert_eq!(
-        h.counters().icmp_rate_limited,
-        0,
-        "suppressed, not rate limited"
-    );
+    assert_no_icmp_error(&h); // suppressed, not rate limited
 
     // They are forwarded normally with a TTL to spare.
     h.send("pod1", icmp_msg(3, 3, 64));
@@ -428,43 +372,20 @@ fn no_icmp_error_about_an_icmp_error() {
     // Queries (echo request and reply) with TTL 1 are answered.
     for ty in [8, 0] {
         let input = icmp_msg(ty, 0, 1);
-        h.send("pod1", input.clone());
-        let (port, out) = only_output(&mut h);
-        assert_eq!(port, "pod1");
-        let e = icmp_error(&out);
+        let out = send_expect_one(&mut h, "pod1", input.clone(), "pod1");
+        let e = icmp_of(&out);
         assert_eq!((e.ty, e.code), (11, 0));
-        assert_eq!(e.quote, datagram(&input));
+        assert_eq!(e.payload, datagram(&input));
     }
     assert_eq!(h.counters().icmp_errors, 2);
     assert_eq!(h.drops(DropReason::TtlExpired), 7);
     h.assert_no_frame_leak();
 }
 
+/// A UDP fragment from pod 1 to pod 2 (identification 0x4242).
 fn fragment(ttl: u8, mf: bool, offset_units: u16, payload: &[u8]) -> Vec<u8> {
-    let mut ip = Ipv4Header::new(
-        0,
-        ttl,
-        IpNumber::UDP,
-        pod_ip(1).octets(),
-        pod_ip(2).octets(),
-    )
-    .unwrap();
-    ip.identification = 0x4242;
-    ip.dont_fragment = false;
-    ip.more_fragments = mf;
-    ip.fragment_offset = IpFragOffset::try_new(offset_units).unwrap();
-    ip.set_payload_len(payload.len()).unwrap();
-    let mut out = Vec::new();
-    Ethernet2Header {
-        source: pod_mac(1),
-        destination: GW_MAC,
-        ether_type: EtherType::IPV4,
-    }
-    .write(&mut out)
-    .unwrap();
-    ip.write(&mut out).unwrap();
-    out.extend_from_slice(payload);
-    out
+    let ip = fragment_header(pod_ip(1), pod_ip(2), ttl, 0x4242, mf, offset_units);
+    raw_ipv4(pod_mac(1), GW_MAC, ip, payload)
 }
 
 #[test]
@@ -474,20 +395,17 @@ fn non_first_fragment_with_ttl_1_gets_no_icmp_error() {
     h.send("pod1", fragment(1, false, 6, &[0x33; 12]));
     assert_nothing_sent(&mut h);
     assert_eq!(h.drops(DropReason::TtlExpired), 2);
-    assert_eq!(h.counters().icmp_errors, 0);
-    assert_eq!(h.counters().icmp_rate_limited, 0);
+    assert_no_icmp_error(&h);
 
     // The first fragment (offset 0, MF) is answered.
     let mut first = vec![0x9c, 0x40, 0x13, 0x89, 0x00, 0x40, 0x00, 0x00];
     first.extend_from_slice(&[0x11; 24]);
     let input = fragment(1, true, 0, &first);
-    h.send("pod1", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod1");
-    let e = icmp_error(&out);
+    let out = send_expect_one(&mut h, "pod1", input.clone(), "pod1");
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (11, 0));
     assert_error_header(&e, pod_ip(1), 20 + 32);
-    assert_eq!(e.quote, datagram(&input));
+    assert_eq!(e.payload, datagram(&input));
     assert_eq!(h.counters().icmp_errors, 1);
     assert_eq!(h.drops(DropReason::TtlExpired), 3);
     h.assert_no_frame_leak();
@@ -501,10 +419,10 @@ fn the_quote_of_a_padded_frame_stops_at_the_datagram() {
     padded.resize(60, 0xee);
     h.send("pod1", padded);
     let (_, out) = only_output(&mut h);
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (11, 0));
     assert_error_header(&e, pod_ip(1), 30);
-    assert_eq!(e.quote, &input[14..]);
+    assert_eq!(e.payload, &input[14..]);
     h.assert_no_frame_leak();
 }
 
@@ -522,21 +440,14 @@ fn no_icmp_error_to_a_broadcast_multicast_or_unspecified_source() {
             udp(ROUTER_MAC, UPLINK_MAC, src, pod_ip(2), 1, b"odd source"),
         );
     }
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::TtlExpired), 3);
-    assert_eq!(h.counters().total_drops(), 3);
-    assert_eq!(h.counters().icmp_errors, 0);
-    assert_eq!(h.counters().icmp_rate_limited, 0);
+    assert_dropped_only(&mut h, DropReason::TtlExpired, 3);
+    assert_no_icmp_error(&h);
     h.assert_no_frame_leak();
 }
 
 #[test]
 fn suppressed_errors_do_not_use_up_the_rate_limit() {
-    let config = PipelineConfig {
-        icmp_burst: 1,
-        ..PipelineConfig::default()
-    };
-    let mut h = Harness::with(state(), config);
+    let mut h = with_icmp_burst(1);
     // Errors about ICMP errors and non-first fragments are suppressed...
     h.port("pod1").inject(icmp_msg(3, 1, 1));
     h.port("pod1").inject(fragment(1, false, 6, &[0x33; 12]));
@@ -546,9 +457,9 @@ fn suppressed_errors_do_not_use_up_the_rate_limit() {
     h.run();
     let (port, out) = only_output(&mut h);
     assert_eq!(port, "pod1");
-    let e = icmp_error(&out);
+    let e = icmp_of(&out);
     assert_eq!((e.ty, e.code), (11, 0));
-    assert_eq!(e.quote, datagram(&input));
+    assert_eq!(e.payload, datagram(&input));
     assert_eq!(h.counters().icmp_errors, 1);
     assert_eq!(h.counters().icmp_rate_limited, 0);
     assert_eq!(h.drops(DropReason::TtlExpired), 3);
@@ -586,14 +497,13 @@ fn a_mixed_batch_is_handled_packet_by_packet() {
     // Back to pod 1, in batch order.
     let pod1 = h.sent("pod1");
     assert_eq!(pod1.len(), 4);
-    let e = icmp_error(&pod1[0]);
+    let e = icmp_of(&pod1[0]);
     assert_eq!((e.ty, e.code), (11, 0));
-    assert_eq!(e.quote, datagram(&batch[1]));
-    let p = parse_checked(&pod1[1]);
-    assert!(matches!(p.net, Some(NetSlice::Arp(_))), "ARP reply second");
-    let e = icmp_error(&pod1[2]);
+    assert_eq!(e.payload, datagram(&batch[1]));
+    assert_arp_reply(&pod1[1], 1, GATEWAY); // ARP reply second
+    let e = icmp_of(&pod1[2]);
     assert_eq!((e.ty, e.code), (3, 0));
-    assert_eq!(e.quote, datagram(&batch[4]));
+    assert_eq!(e.payload, datagram(&batch[4]));
     assert_eq!(ipv4_of(&pod1[3]), (GATEWAY, pod_ip(1), 64));
 
     assert!(h.sent("pod3").is_empty());

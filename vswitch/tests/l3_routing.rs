@@ -9,12 +9,9 @@
 mod common;
 use common::*;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use etherparse::{
-    EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, NetSlice, PacketBuilder,
-    TransportSlice,
-};
+use etherparse::{Ipv4Header, NetSlice, PacketBuilder, TransportSlice};
 use xvs_control::state::{MacAddr, RouteSpec};
 use xvs_vswitch::drop::DropReason;
 
@@ -33,54 +30,12 @@ fn routed(input: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
     out
 }
 
-/// An Ethernet + `ip` + raw `payload` frame (for fragments and headers
-/// etherparse's builder will not make). Total length and checksum are set.
-fn raw_ipv4(src_mac: [u8; 6], dst_mac: [u8; 6], mut ip: Ipv4Header, payload: &[u8]) -> Vec<u8> {
-    ip.set_payload_len(payload.len()).unwrap();
-    let mut out = Vec::new();
-    Ethernet2Header {
-        source: src_mac,
-        destination: dst_mac,
-        ether_type: EtherType::IPV4,
-    }
-    .write(&mut out)
-    .unwrap();
-    ip.write(&mut out).unwrap();
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The one frame sent anywhere, with its port.
-fn only_output(h: &mut Harness) -> (String, Vec<u8>) {
-    let mut out = h.all_sent();
-    assert_eq!(
-        out.len(),
-        1,
-        "expected exactly one output frame, got {:?}",
-        out.iter().map(|(p, f)| (p, f.len())).collect::<Vec<_>>()
-    );
-    let (port, frame) = out.pop().unwrap();
-    parse_checked(&frame);
-    (port, frame)
-}
-
-fn assert_nothing_sent(h: &mut Harness) {
-    let out = h.all_sent();
-    assert!(
-        out.is_empty(),
-        "expected no output, got frames on {:?}",
-        out.iter().map(|(p, _)| p).collect::<Vec<_>>()
-    );
-}
-
 #[test]
 fn pod_to_pod_udp_rewrites_only_macs_and_ttl() {
     let mut h = Harness::new();
     let payload = b"pod one to pod two, byte for byte";
     let input = pod_udp(1, pod_ip(2), 64, payload);
-    h.send("pod1", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
+    let out = send_expect_one(&mut h, "pod1", input.clone(), "pod2");
     assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
 
     // The same, field by field, through etherparse.
@@ -105,9 +60,7 @@ fn ttl_is_decremented_by_exactly_one_at_every_value() {
     let mut h = Harness::new();
     for ttl in [2u8, 3, 17, 64, 128, 200, 255] {
         let input = pod_udp(3, pod_ip(1), ttl, &[ttl; 11]);
-        h.send("pod3", input.clone());
-        let (port, out) = only_output(&mut h);
-        assert_eq!(port, "pod1");
+        let out = send_expect_one(&mut h, "pod3", input.clone(), "pod1");
         assert_eq!(out, routed(&input, GW_MAC, pod_mac(1)), "ttl {ttl}");
         assert_eq!(ipv4_of(&out).2, ttl - 1);
     }
@@ -120,11 +73,9 @@ fn ttl_is_decremented_by_exactly_one_at_every_value() {
 fn pod_to_pod_tcp_syn_keeps_a_valid_tcp_checksum() {
     let mut h = Harness::new();
     let input = tcp_syn(pod_mac(2), GW_MAC, pod_ip(2), pod_ip(3), 64);
-    h.send("pod2", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod3");
+    let out = send_expect_one(&mut h, "pod2", input.clone(), "pod3");
     assert_eq!(out, routed(&input, GW_MAC, pod_mac(3)));
-    // parse_checked (in only_output) verified the TCP checksum; check the
+    // parse_checked (in send_expect_one) verified the TCP checksum; check the
     // segment is still the SYN that was sent.
     let p = parse_checked(&out);
     let Some(TransportSlice::Tcp(tcp)) = &p.transport else {
@@ -142,9 +93,7 @@ fn pod_to_pod_tcp_syn_keeps_a_valid_tcp_checksum() {
 fn pod_to_external_goes_out_the_uplink_to_the_router() {
     let mut h = Harness::new();
     let input = pod_udp(1, EXTERNAL, 64, b"to the world");
-    h.send("pod1", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "uplink");
+    let out = send_expect_one(&mut h, "pod1", input.clone(), "uplink");
     assert_eq!(macs_of(&out), (UPLINK_MAC, ROUTER_MAC));
     assert_eq!(ROUTER_MAC, [0x02, 0, 0, 0, 0xfe, 0x01]);
     assert_eq!(out, routed(&input, UPLINK_MAC, ROUTER_MAC));
@@ -157,9 +106,7 @@ fn pod_to_external_goes_out_the_uplink_to_the_router() {
 fn external_to_pod_comes_in_the_uplink() {
     let mut h = Harness::new();
     let input = udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(2), 50, b"reply");
-    h.send("uplink", input.clone());
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
+    let out = send_expect_one(&mut h, "uplink", input.clone(), "pod2");
     assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
     assert_eq!(ipv4_of(&out), (EXTERNAL, pod_ip(2), 49));
     h.assert_no_frame_leak();
@@ -182,33 +129,15 @@ fn longest_prefix_wins() {
         });
     }
     let mut h = Harness::with(s, Default::default());
+    // Out of the uplink to next hop `m`.
+    let up = |dst: Ipv4Addr, m: [u8; 6]| (dst, "uplink", UPLINK_MAC, m);
     let cases: [(Ipv4Addr, &str, [u8; 6], [u8; 6]); 7] = [
-        (EXTERNAL, "uplink", UPLINK_MAC, mac(0x01)), // /16
-        (
-            Ipv4Addr::new(172, 16, 5, 9),
-            "uplink",
-            UPLINK_MAC,
-            mac(0x05),
-        ), // /24
-        (
-            Ipv4Addr::new(172, 16, 5, 127),
-            "uplink",
-            UPLINK_MAC,
-            mac(0x05),
-        ),
-        (
-            Ipv4Addr::new(172, 16, 5, 128),
-            "uplink",
-            UPLINK_MAC,
-            mac(0x06),
-        ), // /25
-        (
-            Ipv4Addr::new(172, 17, 0, 1),
-            "uplink",
-            UPLINK_MAC,
-            mac(0x00),
-        ), // /0
-        (pod_ip(2), "pod2", GW_MAC, pod_mac(2)), // /32 beats /0
+        up(EXTERNAL, mac(0x01)),                       // /16
+        up(Ipv4Addr::new(172, 16, 5, 9), mac(0x05)),   // /24
+        up(Ipv4Addr::new(172, 16, 5, 127), mac(0x05)), // /24
+        up(Ipv4Addr::new(172, 16, 5, 128), mac(0x06)), // /25
+        up(Ipv4Addr::new(172, 17, 0, 1), mac(0x00)),   // /0
+        (pod_ip(2), "pod2", GW_MAC, pod_mac(2)),       // /32 beats /0
         (Ipv4Addr::new(192, 0, 2, 77), "pod3", GW_MAC, pod_mac(3)),
     ];
     for (dst, want_port, src_mac, dst_mac) in cases {
@@ -219,9 +148,12 @@ fn longest_prefix_wins() {
         assert_eq!(out, routed(&input, src_mac, dst_mac), "{dst}");
     }
     // The remote node's /24 beats the default route: into the overlay.
-    h.send("pod1", pod_udp(1, REMOTE_POD, 64, b"overlay"));
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "uplink");
+    let out = send_expect_one(
+        &mut h,
+        "pod1",
+        pod_udp(1, REMOTE_POD, 64, b"overlay"),
+        "uplink",
+    );
     assert_eq!(macs_of(&out), (UPLINK_MAC, UNDERLAY_MAC));
     assert_eq!(ipv4_of(&out), (NODE_IP, REMOTE_VTEP, 64));
     // And with a default route nothing is unroutable.
@@ -243,9 +175,7 @@ fn spoofed_source_from_a_pod_is_dropped() {
             udp(pod_mac(1), GW_MAC, src, pod_ip(3), 64, b"spoof"),
         );
     }
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::SpoofedSource), 4);
-    assert_eq!(h.counters().total_drops(), 4);
+    assert_dropped_only(&mut h, DropReason::SpoofedSource, 4);
     assert_eq!(h.counters().icmp_errors, 0);
     // The pod's own address still works.
     h.send("pod1", pod_udp(1, pod_ip(3), 64, b"honest"));
@@ -267,9 +197,7 @@ fn broadcast_multicast_and_unspecified_destinations_are_not_routed() {
     }
     // TTL 1 too: no ICMP error about an unroutable destination either.
     h.send("pod1", pod_udp(1, Ipv4Addr::BROADCAST, 1, b"nope"));
-    assert_nothing_sent(&mut h);
-    assert_eq!(h.drops(DropReason::NotRoutable), 5);
-    assert_eq!(h.counters().total_drops(), 5);
+    assert_dropped_only(&mut h, DropReason::NotRoutable, 5);
     assert_eq!(h.counters().icmp_errors, 0);
     h.assert_no_frame_leak();
 }
@@ -281,9 +209,7 @@ fn ethernet_padding_is_trimmed() {
     assert_eq!(input.len(), 44);
     let mut padded = input.clone();
     padded.resize(60, 0xab);
-    h.send("pod1", padded);
-    let (port, out) = only_output(&mut h);
-    assert_eq!(port, "pod2");
+    let out = send_expect_one(&mut h, "pod1", padded, "pod2");
     assert_eq!(out.len(), 44, "padding must not be forwarded");
     assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
     let p = parse_checked(&out);
@@ -298,13 +224,7 @@ fn ethernet_padding_is_trimmed() {
 fn ip_fragments_are_routed_unchanged_but_for_the_ttl() {
     let mut h = Harness::new();
     let header = |mf: bool, offset_units: u16| {
-        let mut ip =
-            Ipv4Header::new(0, 64, IpNumber::UDP, pod_ip(1).octets(), pod_ip(2).octets()).unwrap();
-        ip.identification = 0x4242;
-        ip.dont_fragment = false;
-        ip.more_fragments = mf;
-        ip.fragment_offset = IpFragOffset::try_new(offset_units).unwrap();
-        ip
+        fragment_header(pod_ip(1), pod_ip(2), 64, 0x4242, mf, offset_units)
     };
     // First fragment: a UDP header and the start of the data.
     let mut first = vec![0x9c, 0x40, 0x13, 0x89, 0x00, 0x40, 0x00, 0x00];
@@ -316,9 +236,7 @@ fn ip_fragments_are_routed_unchanged_but_for_the_ttl() {
         raw_ipv4(pod_mac(1), GW_MAC, header(false, 6), &[0x33; 12]),
     ];
     for f in &frags {
-        h.send("pod1", f.clone());
-        let (port, out) = only_output(&mut h);
-        assert_eq!(port, "pod2");
+        let out = send_expect_one(&mut h, "pod1", f.clone(), "pod2");
         assert_eq!(out, routed(f, GW_MAC, pod_mac(2)));
         let p = parse_checked(&out);
         let Some(NetSlice::Ipv4(ip)) = &p.net else {
@@ -349,15 +267,9 @@ fn tagged_or_foreign_frames_on_a_pod_port_are_dropped() {
     b.write(&mut tagged, b"tagged").unwrap();
     h.send("pod1", tagged);
     // IPv6 to the gateway MAC.
-    let b = PacketBuilder::ethernet2(pod_mac(1), GW_MAC)
-        .ipv6(
-            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-            64,
-        )
-        .udp(1, 2);
-    let mut v6 = Vec::new();
-    b.write(&mut v6, b"v6").unwrap();
+    let src = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1);
+    let dst = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+    let v6 = ipv6_udp(pod_mac(1), GW_MAC, src, dst, (1, 2), b"v6");
     h.send("pod1", v6);
     assert_nothing_sent(&mut h);
     assert_eq!(h.drops(DropReason::VlanOnRoutedPort), 1);
@@ -379,13 +291,13 @@ fn bad_ipv4_headers_are_dropped() {
     let mut too_long = good.clone();
     let len = u16::from_be_bytes([too_long[16], too_long[17]]) + 10;
     too_long[16..18].copy_from_slice(&len.to_be_bytes());
-    fix_ip_checksum(&mut too_long);
+    fix_ipv4_checksum(&mut too_long, 14);
     h.send("pod1", too_long);
 
     // IHL 4 (16-byte header).
     let mut short_ihl = good.clone();
     short_ihl[14] = 0x44;
-    fix_ip_checksum(&mut short_ihl);
+    fix_ipv4_checksum(&mut short_ihl, 14);
     h.send("pod1", short_ihl);
 
     // Cut inside the header.
@@ -397,11 +309,4 @@ fn bad_ipv4_headers_are_dropped() {
     assert_eq!(h.counters().total_drops(), 4);
     assert_eq!(h.counters().icmp_errors, 0);
     h.assert_no_frame_leak();
-}
-
-/// Recomputes the checksum of the (20-byte) IPv4 header of `frame`.
-fn fix_ip_checksum(frame: &mut [u8]) {
-    frame[24..26].copy_from_slice(&[0, 0]);
-    let sum = checksum(&frame[14..34]);
-    frame[24..26].copy_from_slice(&sum.to_be_bytes());
 }

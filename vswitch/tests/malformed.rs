@@ -3,58 +3,73 @@
 //! well-formed frame (checked with etherparse).
 mod common;
 
+use std::net::Ipv6Addr;
+
 use common::*;
-use etherparse::{Ipv4HeaderSlice, PacketBuilder, UdpHeaderSlice};
+use etherparse::{Ipv4HeaderSlice, UdpHeaderSlice};
 use proptest::prelude::*;
 use xvs_vswitch::drop::DropReason;
 
 const PAYLOAD: &[u8] = b"malformed-input test payload";
 
-/// Sends `frame` on `port` and checks that it was dropped for `reason` and
-/// nothing else, and that nothing was transmitted anywhere.
-fn expect_drop(h: &mut Harness, port: &str, frame: Vec<u8>, reason: DropReason, what: &str) {
-    let before = h.counters().clone();
-    h.send(port, frame);
-    let after = h.counters().clone();
-    assert_eq!(
-        after.drops_of(reason) - before.drops_of(reason),
-        1,
-        "{what} on {port}: expected one {} drop, counters now {:?}",
-        reason.name(),
-        after.nonzero_drops().collect::<Vec<_>>()
-    );
-    assert_eq!(
-        after.total_drops() - before.total_drops(),
-        1,
-        "{what} on {port}: exactly one drop"
-    );
-    assert_eq!(
-        after.routed, before.routed,
-        "{what} on {port}: nothing routed"
-    );
-    assert_eq!(
-        after.icmp_errors, before.icmp_errors,
-        "{what} on {port}: no ICMP error"
-    );
-    let sent = h.all_sent();
-    assert!(
-        sent.is_empty(),
-        "{what} on {port}: unexpected output {sent:?}"
-    );
-}
-
 /// A valid IPv4/UDP frame as `port` would receive it, addressed to pod2:
 /// from pod1 on "pod1", from the external network on "uplink".
 fn valid_ipv4(port: &str, ttl: u8) -> Vec<u8> {
+    ipv4_with(port, ttl, PAYLOAD)
+}
+
+/// `valid_ipv4` with another UDP payload.
+fn ipv4_with(port: &str, ttl: u8, payload: &[u8]) -> Vec<u8> {
     match port {
-        "pod1" => pod_udp(1, pod_ip(2), ttl, PAYLOAD),
-        "uplink" => udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(2), ttl, PAYLOAD),
+        "pod1" => pod_udp(1, pod_ip(2), ttl, payload),
+        "uplink" => udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(2), ttl, payload),
         other => panic!("no valid IPv4 frame for {other}"),
     }
 }
 
+/// `valid_ipv4(port, 64)` changed by `edit`, then given an IPv4 header
+/// checksum that verifies over the IHL*4 bytes the header claims.
+fn edited_ipv4(port: &str, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut f = valid_ipv4(port, 64);
+    edit(&mut f);
+    fix_ipv4_checksum(&mut f, 14);
+    f
+}
+
 /// The routed ports, each with the MAC the switch uses on it.
 const ROUTED: [(&str, [u8; 6]); 2] = [("pod1", GW_MAC), ("uplink", UPLINK_MAC)];
+
+/// On a fresh harness, sends each (port, description, frame) of `cases`
+/// and expects it to be dropped for `reason` alone (`expect_drop`). Checks
+/// that the `reason` counter ends at the number of cases and that no frame
+/// leaked; returns that number.
+fn expect_drops(reason: DropReason, cases: Vec<(&str, String, Vec<u8>)>) -> u64 {
+    let mut h = Harness::new();
+    let n = cases.len() as u64;
+    for (port, what, f) in cases {
+        expect_drop(&mut h, port, f, reason, &what);
+    }
+    assert_eq!(h.drops(reason), n);
+    h.assert_no_frame_leak();
+    n
+}
+
+/// `expect_drops` of the (description, frame) cases that `cases` makes for
+/// each routed port (given with the MAC the switch uses on it).
+fn drops_on_routed_ports(
+    reason: DropReason,
+    cases: impl Fn(&str, [u8; 6]) -> Vec<(String, Vec<u8>)>,
+) -> u64 {
+    let mut all = Vec::new();
+    for (port, mac) in ROUTED {
+        all.extend(
+            cases(port, mac)
+                .into_iter()
+                .map(|(what, f)| (port, what, f)),
+        );
+    }
+    expect_drops(reason, all)
+}
 
 /// Both routed ports deliver the unmodified frame: the drops below are
 /// caused by the one thing each test breaks.
@@ -79,29 +94,20 @@ fn baseline_valid_ipv4_is_delivered() {
 
 #[test]
 fn frames_shorter_than_ethernet_header_are_truncated_ethernet() {
-    let mut h = Harness::new();
     let full = valid_ipv4("pod1", 64);
+    let mut cases = Vec::new();
     for port in PORTS {
         for len in [0usize, 1, 13] {
-            expect_drop(
-                &mut h,
-                port,
-                full[..len].to_vec(),
-                DropReason::TruncatedEthernet,
-                &format!("{len} bytes"),
-            );
+            cases.push((port, format!("{len} bytes"), full[..len].to_vec()));
         }
     }
-    assert_eq!(
-        h.drops(DropReason::TruncatedEthernet),
-        3 * PORTS.len() as u64
-    );
-    h.assert_no_frame_leak();
+    let n = expect_drops(DropReason::TruncatedEthernet, cases);
+    assert_eq!(n, 3 * PORTS.len() as u64);
 }
 
 #[test]
 fn cut_short_vlan_tag_is_truncated_vlan() {
-    let mut h = Harness::new();
+    let mut cases = Vec::new();
     for (port, mac) in [
         ("pod1", GW_MAC),
         ("uplink", UPLINK_MAC),
@@ -114,133 +120,79 @@ fn cut_short_vlan_tag_is_truncated_vlan() {
         };
         let full = tagged(src, mac, 100, 0x0800, PAYLOAD);
         for len in 14..18 {
-            expect_drop(
-                &mut h,
-                port,
-                full[..len].to_vec(),
-                DropReason::TruncatedVlan,
-                &format!("{len}-byte tagged frame"),
-            );
+            let what = format!("{len}-byte tagged frame");
+            cases.push((port, what, full[..len].to_vec()));
         }
     }
-    assert_eq!(h.drops(DropReason::TruncatedVlan), 12);
-    h.assert_no_frame_leak();
+    assert_eq!(expect_drops(DropReason::TruncatedVlan, cases), 12);
 }
 
 #[test]
 fn tagged_frame_on_routed_port_is_vlan_on_routed_port() {
-    let mut h = Harness::new();
-    for (port, mac) in ROUTED {
+    let n = drops_on_routed_ports(DropReason::VlanOnRoutedPort, |port, mac| {
         let ip = valid_ipv4(port, 64);
         let src: [u8; 6] = ip[6..12].try_into().unwrap();
-        for vid in [0, 1, 4095] {
-            let f = tagged(src, mac, vid, 0x0800, &ip[14..]);
-            expect_drop(
-                &mut h,
-                port,
-                f,
-                DropReason::VlanOnRoutedPort,
-                &format!("IPv4 in VLAN {vid}"),
-            );
-        }
+        let mut cases: Vec<(String, Vec<u8>)> = [0, 1, 4095]
+            .into_iter()
+            .map(|vid| {
+                let f = tagged(src, mac, vid, 0x0800, &ip[14..]);
+                (format!("IPv4 in VLAN {vid}"), f)
+            })
+            .collect();
         let arp = arp_request(pod_mac(1), pod_ip(1), GATEWAY);
         let f = tagged(pod_mac(1), [0xff; 6], 10, 0x0806, &arp[14..]);
-        expect_drop(
-            &mut h,
-            port,
-            f,
-            DropReason::VlanOnRoutedPort,
-            "ARP in VLAN 10",
-        );
-    }
-    assert_eq!(h.drops(DropReason::VlanOnRoutedPort), 8);
-    h.assert_no_frame_leak();
+        cases.push(("ARP in VLAN 10".into(), f));
+        cases
+    });
+    assert_eq!(n, 8);
 }
 
 #[test]
 fn ipv6_on_routed_port_is_unsupported_ethertype() {
-    let mut h = Harness::new();
-    for (port, mac) in ROUTED {
-        let b = PacketBuilder::ethernet2(pod_mac(1), mac)
-            .ipv6(
-                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-                [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-                64,
-            )
-            .udp(1000, 2000);
-        let mut f = Vec::new();
-        b.write(&mut f, PAYLOAD).unwrap();
-        expect_drop(&mut h, port, f, DropReason::UnsupportedEthertype, "IPv6");
+    let n = drops_on_routed_ports(DropReason::UnsupportedEthertype, |port, mac| {
+        let src = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1);
+        let dst = Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2);
+        let v6 = ipv6_udp(pod_mac(1), mac, src, dst, (1000, 2000), PAYLOAD);
         // Any other ethertype to our MAC is refused the same way.
         let mut other = valid_ipv4(port, 64);
         other[12..14].copy_from_slice(&[0x88, 0xcc]);
-        expect_drop(
-            &mut h,
-            port,
-            other,
-            DropReason::UnsupportedEthertype,
-            "LLDP ethertype",
-        );
-    }
-    assert_eq!(h.drops(DropReason::UnsupportedEthertype), 4);
-    h.assert_no_frame_leak();
+        vec![("IPv6".into(), v6), ("LLDP ethertype".into(), other)]
+    });
+    assert_eq!(n, 4);
 }
 
 #[test]
 fn multicast_source_mac_is_bad_source_mac() {
-    let mut h = Harness::new();
+    let mut cases = Vec::new();
     for port in ["pod1", "uplink", "br1"] {
-        let mut f = valid_ipv4(if port == "uplink" { "uplink" } else { "pod1" }, 64);
-        f[6..12].copy_from_slice(&[0x01, 0x00, 0x5e, 0, 0, 1]);
-        expect_drop(
-            &mut h,
-            port,
-            f.clone(),
-            DropReason::BadSourceMac,
-            "multicast source",
-        );
-        f[6..12].copy_from_slice(&[0xff; 6]);
-        expect_drop(
-            &mut h,
-            port,
-            f,
-            DropReason::BadSourceMac,
-            "broadcast source",
-        );
+        for (src, what) in [
+            ([0x01, 0x00, 0x5e, 0, 0, 1], "multicast source"),
+            ([0xff; 6], "broadcast source"),
+        ] {
+            let mut f = valid_ipv4(if port == "uplink" { "uplink" } else { "pod1" }, 64);
+            f[6..12].copy_from_slice(&src);
+            cases.push((port, what.to_string(), f));
+        }
     }
-    assert_eq!(h.drops(DropReason::BadSourceMac), 6);
-    h.assert_no_frame_leak();
+    assert_eq!(expect_drops(DropReason::BadSourceMac, cases), 6);
 }
 
 #[test]
 fn unicast_to_another_mac_is_not_our_mac() {
-    let mut h = Harness::new();
-    for (port, _) in ROUTED {
+    // Another pod's MAC on either routed port; and the uplink does not
+    // answer to the gateway MAC, nor pods to the uplink's.
+    let cases = [
+        ("pod1", pod_mac(3), "dst MAC of pod3"),
+        ("uplink", pod_mac(3), "dst MAC of pod3"),
+        ("uplink", GW_MAC, "gateway MAC on the uplink"),
+        ("pod1", UPLINK_MAC, "uplink MAC on a pod"),
+    ]
+    .map(|(port, dst, what)| {
         let mut f = valid_ipv4(port, 64);
-        f[0..6].copy_from_slice(&pod_mac(3));
-        expect_drop(&mut h, port, f, DropReason::NotOurMac, "dst MAC of pod3");
-    }
-    // The uplink does not answer to the gateway MAC, nor pods to the uplink's.
-    let mut f = valid_ipv4("uplink", 64);
-    f[0..6].copy_from_slice(&GW_MAC);
-    expect_drop(
-        &mut h,
-        "uplink",
-        f,
-        DropReason::NotOurMac,
-        "gateway MAC on the uplink",
-    );
-    let mut f = valid_ipv4("pod1", 64);
-    f[0..6].copy_from_slice(&UPLINK_MAC);
-    expect_drop(
-        &mut h,
-        "pod1",
-        f,
-        DropReason::NotOurMac,
-        "uplink MAC on a pod",
-    );
-    assert_eq!(h.drops(DropReason::NotOurMac), 4);
-    h.assert_no_frame_leak();
+        f[0..6].copy_from_slice(&dst);
+        (port, what.to_string(), f)
+    });
+    assert_eq!(expect_drops(DropReason::NotOurMac, cases.into()), 4);
 }
 
 // ---------------------------------------------------------------------------
@@ -248,176 +200,127 @@ fn unicast_to_another_mac_is_not_our_mac() {
 
 #[test]
 fn ipv4_header_shorter_than_20_bytes_is_malformed() {
-    let mut h = Harness::new();
-    for (port, _) in ROUTED {
+    let n = drops_on_routed_ports(DropReason::MalformedIpv4, |port, _| {
         let full = valid_ipv4(port, 64);
-        for ip_len in [0usize, 1, 12, 19] {
-            let f = full[..14 + ip_len].to_vec();
-            expect_drop(
-                &mut h,
-                port,
-                f,
-                DropReason::MalformedIpv4,
-                &format!("{ip_len}-byte IPv4 header"),
-            );
-        }
-    }
-    assert_eq!(h.drops(DropReason::MalformedIpv4), 8);
-    h.assert_no_frame_leak();
+        [0usize, 1, 12, 19]
+            .into_iter()
+            .map(|ip_len| {
+                let f = full[..14 + ip_len].to_vec();
+                (format!("{ip_len}-byte IPv4 header"), f)
+            })
+            .collect()
+    });
+    assert_eq!(n, 8);
 }
 
 #[test]
 fn ipv4_ihl_below_5_is_malformed() {
-    let mut h = Harness::new();
-    for (port, _) in ROUTED {
-        for ihl in [0u8, 1, 4] {
-            let mut f = valid_ipv4(port, 64);
-            f[14] = 0x40 | ihl;
-            // A checksum that verifies over the IHL*4 bytes the header claims
-            // (where there are enough to hold the field).
-            if ihl >= 3 {
-                fix_ipv4_checksum(&mut f, 14);
-            }
-            expect_drop(
-                &mut h,
-                port,
-                f,
-                DropReason::MalformedIpv4,
-                &format!("IHL {ihl}"),
-            );
-        }
-    }
-    assert_eq!(h.drops(DropReason::MalformedIpv4), 6);
-    h.assert_no_frame_leak();
+    let n = drops_on_routed_ports(DropReason::MalformedIpv4, |port, _| {
+        [0u8, 1, 4]
+            .into_iter()
+            .map(|ihl| {
+                let mut f = valid_ipv4(port, 64);
+                f[14] = 0x40 | ihl;
+                // A checksum that verifies over the IHL*4 bytes the header
+                // claims (where there are enough to hold the field).
+                if ihl >= 3 {
+                    fix_ipv4_checksum(&mut f, 14);
+                }
+                (format!("IHL {ihl}"), f)
+            })
+            .collect()
+    });
+    assert_eq!(n, 6);
 }
 
 #[test]
 fn ipv4_ihl_beyond_the_frame_is_malformed() {
-    let mut h = Harness::new();
-    for (port, _) in ROUTED {
+    let n = drops_on_routed_ports(DropReason::MalformedIpv4, |port, _| {
         // 20-byte header + 8-byte UDP header, no payload: 28 bytes present.
-        let base = if port == "pod1" {
-            pod_udp(1, pod_ip(2), 64, b"")
-        } else {
-            udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(2), 64, b"")
-        };
+        let base = ipv4_with(port, 64, b"");
         assert_eq!(base.len(), 14 + 28);
-        // IHL 15 claims 60 header bytes; total length left at 28.
-        let mut f = base.clone();
-        f[14] = 0x4f;
-        fix_ipv4_checksum(&mut f, 14);
-        expect_drop(
-            &mut h,
-            port,
-            f,
-            DropReason::MalformedIpv4,
-            "IHL 15, total length 28",
-        );
-        // IHL 15 and total length 60: both agree, the bytes are not there.
-        let mut f = base.clone();
-        f[14] = 0x4f;
-        f[16..18].copy_from_slice(&60u16.to_be_bytes());
-        fix_ipv4_checksum(&mut f, 14);
-        expect_drop(
-            &mut h,
-            port,
-            f,
-            DropReason::MalformedIpv4,
-            "IHL 15, total length 60",
-        );
-        // IHL 10 (40 bytes) in a frame padded to 60 bytes (46 of IPv4):
-        // total length 28 is shorter than the header.
-        let mut f = base;
-        f[14] = 0x4a;
-        f.resize(60, 0);
-        fix_ipv4_checksum(&mut f, 14);
-        expect_drop(
-            &mut h,
-            port,
-            f,
-            DropReason::MalformedIpv4,
-            "IHL 10, total length 28, padded",
-        );
-    }
-    assert_eq!(h.drops(DropReason::MalformedIpv4), 6);
-    h.assert_no_frame_leak();
+        let with = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut f = base.clone();
+            edit(&mut f);
+            fix_ipv4_checksum(&mut f, 14);
+            f
+        };
+        vec![
+            // IHL 15 claims 60 header bytes; total length left at 28.
+            ("IHL 15, total length 28".into(), with(&|f| f[14] = 0x4f)),
+            // IHL 15 and total length 60: both agree, the bytes are not there.
+            (
+                "IHL 15, total length 60".into(),
+                with(&|f| {
+                    f[14] = 0x4f;
+                    f[16..18].copy_from_slice(&60u16.to_be_bytes());
+                }),
+            ),
+            // IHL 10 (40 bytes) in a frame padded to 60 bytes (46 of IPv4):
+            // total length 28 is shorter than the header.
+            (
+                "IHL 10, total length 28, padded".into(),
+                with(&|f| {
+                    f[14] = 0x4a;
+                    f.resize(60, 0);
+                }),
+            ),
+        ]
+    });
+    assert_eq!(n, 6);
 }
 
 #[test]
 fn ipv4_total_length_below_header_length_is_malformed() {
-    let mut h = Harness::new();
-    for (port, _) in ROUTED {
-        for (ihl, total) in [(5u8, 19u16), (5, 0), (5, 1), (6, 20), (6, 23)] {
-            let mut f = valid_ipv4(port, 64);
-            if ihl == 6 {
-                // Insert a 4-byte NOP option so the header really is 24 bytes.
-                f.splice(34..34, [1, 1, 1, 1]);
-            }
-            f[14] = 0x40 | ihl;
-            f[16..18].copy_from_slice(&total.to_be_bytes());
-            fix_ipv4_checksum(&mut f, 14);
-            expect_drop(
-                &mut h,
-                port,
-                f,
-                DropReason::MalformedIpv4,
-                &format!("IHL {ihl}, total length {total}"),
-            );
-        }
-    }
-    assert_eq!(h.drops(DropReason::MalformedIpv4), 10);
-    h.assert_no_frame_leak();
+    let n = drops_on_routed_ports(DropReason::MalformedIpv4, |port, _| {
+        [(5u8, 19u16), (5, 0), (5, 1), (6, 20), (6, 23)]
+            .into_iter()
+            .map(|(ihl, total)| {
+                let f = edited_ipv4(port, |f| {
+                    if ihl == 6 {
+                        // A 4-byte NOP option so the header really is 24 bytes.
+                        f.splice(34..34, [1, 1, 1, 1]);
+                    }
+                    f[14] = 0x40 | ihl;
+                    f[16..18].copy_from_slice(&total.to_be_bytes());
+                });
+                (format!("IHL {ihl}, total length {total}"), f)
+            })
+            .collect()
+    });
+    assert_eq!(n, 10);
 }
 
 #[test]
 fn ipv4_total_length_beyond_the_frame_is_malformed() {
-    let mut h = Harness::new();
-    for (port, _) in ROUTED {
-        let base = valid_ipv4(port, 64);
-        let real = u16::try_from(base.len() - 14).unwrap();
-        for total in [real + 1, real + 100, 1500, 0xffff] {
-            let mut f = base.clone();
-            f[16..18].copy_from_slice(&total.to_be_bytes());
-            fix_ipv4_checksum(&mut f, 14);
-            expect_drop(
-                &mut h,
-                port,
-                f,
-                DropReason::MalformedIpv4,
-                &format!("total length {total} of {real}"),
-            );
-        }
+    let n = drops_on_routed_ports(DropReason::MalformedIpv4, |port, _| {
+        let real = u16::try_from(valid_ipv4(port, 64).len() - 14).unwrap();
+        let mut cases: Vec<(String, Vec<u8>)> = [real + 1, real + 100, 1500, 0xffff]
+            .into_iter()
+            .map(|total| {
+                let f = edited_ipv4(port, |f| {
+                    f[16..18].copy_from_slice(&total.to_be_bytes());
+                });
+                (format!("total length {total} of {real}"), f)
+            })
+            .collect();
         // With Ethernet padding: a short datagram claiming more than the
         // padded frame holds.
-        let mut f = if port == "pod1" {
-            pod_udp(1, pod_ip(2), 64, b"x")
-        } else {
-            udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(2), 64, b"x")
-        };
+        let mut f = ipv4_with(port, 64, b"x");
         f.resize(60, 0);
         f[16..18].copy_from_slice(&47u16.to_be_bytes());
         fix_ipv4_checksum(&mut f, 14);
-        expect_drop(
-            &mut h,
-            port,
-            f,
-            DropReason::MalformedIpv4,
-            "total length 47 in a padded 60-byte frame",
-        );
-    }
-    assert_eq!(h.drops(DropReason::MalformedIpv4), 10);
-    h.assert_no_frame_leak();
+        cases.push(("total length 47 in a padded 60-byte frame".into(), f));
+        cases
+    });
+    assert_eq!(n, 10);
 }
 
 #[test]
 fn ethernet_padding_is_trimmed_not_forwarded() {
     let mut h = Harness::new();
     for (port, _) in ROUTED {
-        let f = if port == "pod1" {
-            pod_udp(1, pod_ip(2), 64, b"x")
-        } else {
-            udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(2), 64, b"x")
-        };
+        let f = ipv4_with(port, 64, b"x");
         assert_eq!(f.len(), 43);
         let mut padded = f.clone();
         padded.resize(60, 0xa5);
@@ -434,64 +337,41 @@ fn ethernet_padding_is_trimmed_not_forwarded() {
 
 #[test]
 fn ipv4_wrong_version_is_malformed() {
-    let mut h = Harness::new();
-    for (port, _) in ROUTED {
-        for version in [6u8, 0, 15] {
-            let mut f = valid_ipv4(port, 64);
-            f[14] = (version << 4) | 5;
-            fix_ipv4_checksum(&mut f, 14);
-            expect_drop(
-                &mut h,
-                port,
-                f,
-                DropReason::MalformedIpv4,
-                &format!("version {version}"),
-            );
-        }
-    }
-    assert_eq!(h.drops(DropReason::MalformedIpv4), 6);
-    h.assert_no_frame_leak();
+    let n = drops_on_routed_ports(DropReason::MalformedIpv4, |port, _| {
+        [6u8, 0, 15]
+            .into_iter()
+            .map(|version| {
+                let f = edited_ipv4(port, |f| f[14] = (version << 4) | 5);
+                (format!("version {version}"), f)
+            })
+            .collect()
+    });
+    assert_eq!(n, 6);
 }
 
 #[test]
 fn ipv4_bad_header_checksum_is_dropped() {
-    let mut h = Harness::new();
-    let mut n = 0;
-    for (port, _) in ROUTED {
+    let n = drops_on_routed_ports(DropReason::BadIpv4Checksum, |port, _| {
         let good = valid_ipv4(port, 64);
         let sum = u16::from_be_bytes([good[24], good[25]]);
+        let mut cases = Vec::new();
         for bad in [sum ^ 1, sum ^ 0x8000, 0, 0xffff] {
             // 0x0000 and 0xffff are the same number in one's complement:
             // skip whichever of them would be the correct checksum.
             if bad == sum || (bad | sum == 0xffff && bad & sum == 0 && (bad == 0 || sum == 0)) {
                 continue;
             }
-            n += 1;
             let mut f = good.clone();
             f[24..26].copy_from_slice(&bad.to_be_bytes());
-            expect_drop(
-                &mut h,
-                port,
-                f,
-                DropReason::BadIpv4Checksum,
-                &format!("checksum {bad:#06x} for {sum:#06x}"),
-            );
+            cases.push((format!("checksum {bad:#06x} for {sum:#06x}"), f));
         }
         // A header changed after the checksum was computed.
         let mut f = good.clone();
         f[22] = 65; // TTL
-        expect_drop(
-            &mut h,
-            port,
-            f,
-            DropReason::BadIpv4Checksum,
-            "TTL changed under the checksum",
-        );
-        n += 1;
-    }
+        cases.push(("TTL changed under the checksum".into(), f));
+        cases
+    });
     assert!(n >= 8);
-    assert_eq!(h.drops(DropReason::BadIpv4Checksum), n);
-    h.assert_no_frame_leak();
 }
 
 #[test]
@@ -559,13 +439,8 @@ fn baseline_arp_request_for_gateway_is_answered() {
     h.send("pod1", arp_request(pod_mac(1), pod_ip(1), GATEWAY));
     let out = h.sent("pod1");
     assert_eq!(out.len(), 1);
-    assert_eq!(out[0].len(), 42);
-    assert_eq!(macs_of(&out[0]), (GW_MAC, pod_mac(1)));
-    assert_eq!(&out[0][12..22], &[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2]);
-    assert_eq!(&out[0][22..28], &GW_MAC);
-    assert_eq!(&out[0][28..32], &GATEWAY.octets());
-    assert_eq!(&out[0][32..38], &pod_mac(1));
-    assert_eq!(&out[0][38..42], &pod_ip(1).octets());
+    // Every field of the reply, byte for byte and through etherparse.
+    assert_arp_reply(&out[0], 1, GATEWAY);
     assert_eq!(h.counters().arp_replies, 1);
     assert_eq!(h.counters().total_drops(), 0);
     h.assert_no_frame_leak();
@@ -599,30 +474,20 @@ fn arp_not_ethernet_ipv4_is_malformed_arp() {
     let mut h = Harness::new();
     let full = arp_request(pod_mac(1), pod_ip(1), GATEWAY);
     // Hardware length 8 in a 28-byte body (the addresses cannot fit).
-    let mut f = full.clone();
-    f[18] = 8;
-    expect_drop(
-        &mut h,
-        "pod1",
-        f,
-        DropReason::MalformedArp,
-        "hardware length 8, 28 bytes",
-    );
+    let mut hlen8 = full.clone();
+    hlen8[18] = 8;
     // Hardware length 8 with a body long enough for 8-byte addresses.
-    let mut f = full[..22].to_vec();
-    f[18] = 8;
-    f.extend_from_slice(&[0x02, 0, 0, 0, 0x01, 1, 0, 0]);
-    f.extend_from_slice(&pod_ip(1).octets());
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&GATEWAY.octets());
-    assert_eq!(f.len(), 14 + 8 + 2 * (8 + 4));
-    expect_drop(
-        &mut h,
-        "pod1",
-        f,
-        DropReason::MalformedArp,
-        "hardware length 8, 32 bytes",
-    );
+    let mut hlen8_long = full[..22].to_vec();
+    hlen8_long[18] = 8;
+    hlen8_long.extend_from_slice(&[0x02, 0, 0, 0, 0x01, 1, 0, 0]);
+    hlen8_long.extend_from_slice(&pod_ip(1).octets());
+    hlen8_long.extend_from_slice(&[0; 8]);
+    hlen8_long.extend_from_slice(&GATEWAY.octets());
+    assert_eq!(hlen8_long.len(), 14 + 8 + 2 * (8 + 4));
+    let mut cases = vec![
+        (hlen8, "hardware length 8, 28 bytes"),
+        (hlen8_long, "hardware length 8, 32 bytes"),
+    ];
     for (at, value, what) in [
         (14, 0x00, "hardware type 6 (IEEE 802)"),
         (16, 0x86, "protocol type 0x86dd"),
@@ -640,6 +505,9 @@ fn arp_not_ethernet_ipv4_is_malformed_arp() {
         }
         // Keep the body long enough for whatever lengths it now claims.
         f.resize(14 + 8 + 2 * (6 + 16), 0);
+        cases.push((f, what));
+    }
+    for (f, what) in cases {
         expect_drop(&mut h, "pod1", f, DropReason::MalformedArp, what);
     }
     assert_eq!(h.drops(DropReason::MalformedArp), 7);

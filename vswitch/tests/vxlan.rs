@@ -4,12 +4,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use common::*;
 use etherparse::{
     EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, LinkSlice, NetSlice,
-    PacketBuilder, TransportSlice, UdpHeader,
+    TransportSlice, UdpHeader,
 };
 use xvs_vswitch::drop::DropReason;
 use xvs_vswitch::pipeline::PipelineConfig;
@@ -131,12 +131,15 @@ fn inner_udp(dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec<u8> {
 
 /// A UDP frame from pod1 with the given ports.
 fn pod1_udp_ports(dst: Ipv4Addr, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(pod_mac(1), GW_MAC)
-        .ipv4(pod_ip(1).octets(), dst.octets(), 64)
-        .udp(sport, dport);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).unwrap();
-    out
+    udp_ports(
+        pod_mac(1),
+        GW_MAC,
+        pod_ip(1),
+        dst,
+        64,
+        (sport, dport),
+        payload,
+    )
 }
 
 /// The IPv4 datagram of `frame` (from offset 14) as a router forwards it:
@@ -280,16 +283,55 @@ fn check_encap_to_node2(frame: &[u8]) -> Vx {
     vx
 }
 
-fn outer_src_port(h: &mut Harness, frame: Vec<u8>) -> u16 {
-    h.send("pod1", frame);
-    let out = h.sent("uplink");
+/// The one frame sent out of the uplink, which must be an encapsulated
+/// frame to node2 (`check_encap_to_node2`), with its layers parsed.
+fn only_encap(h: &mut Harness) -> (Vec<u8>, Vx) {
+    let mut out = h.sent("uplink");
     assert_eq!(out.len(), 1, "one encapsulated frame");
-    check_encap_to_node2(&out[0]).udp.source_port
+    let frame = out.pop().unwrap();
+    let vx = check_encap_to_node2(&frame);
+    (frame, vx)
 }
 
-fn nothing_sent(h: &mut Harness) {
-    let sent = h.all_sent();
-    assert!(sent.is_empty(), "unexpected output: {sent:?}");
+/// Sends `frame` on pod1; the outer UDP source port it was tunnelled with.
+fn outer_src_port(h: &mut Harness, frame: Vec<u8>) -> u16 {
+    h.send("pod1", frame);
+    only_encap(h).1.udp.source_port
+}
+
+/// Sends `frame` on the uplink and checks that one frame came out of
+/// `pod`: `inner`'s datagram, routed. Returns that frame.
+fn expect_decap(h: &mut Harness, frame: Vec<u8>, pod: &str, inner: &[u8]) -> Vec<u8> {
+    h.send("uplink", frame);
+    let mut out = h.sent(pod);
+    assert_eq!(out.len(), 1, "one frame out of {pod}");
+    assert_eq!(&out[0][14..], &forwarded_ip(inner)[..]);
+    out.pop().unwrap()
+}
+
+/// Sends `inner` from node2 through the tunnel and checks that pod2 got
+/// nothing and the switch answered through the tunnel: one encapsulated
+/// frame to node2 with IPv4 from `from` to the remote pod, TTL 64, inside.
+/// Returns the ICMP message of the answer.
+fn answered_through_tunnel(h: &mut Harness, inner: &[u8], from: Ipv4Addr) -> IcmpMsg {
+    h.send("uplink", vxlan_from_remote(inner, VNI));
+    assert!(h.sent("pod2").is_empty());
+    let (_, vx) = only_encap(h);
+    assert_eq!(ipv4_of(&vx.inner), (from, REMOTE_POD, 64));
+    icmp_of(&vx.inner)
+}
+
+/// The counters are (encapsulated, decapsulated, routed, drops in total),
+/// nothing else was sent and no frame leaked.
+fn assert_tunnel_counts(h: &mut Harness, want: (u64, u64, u64, u64)) {
+    let c = h.counters();
+    assert_eq!(
+        (c.vxlan_encap, c.vxlan_decap, c.routed, c.total_drops()),
+        want,
+        "(vxlan_encap, vxlan_decap, routed, total_drops)"
+    );
+    assert_nothing_sent(h);
+    h.assert_no_frame_leak();
 }
 
 // ---------------------------------------------------------------------------
@@ -300,9 +342,7 @@ fn encap_pod_to_remote_pod_headers_exact() {
     let mut h = Harness::new();
     let orig = pod_udp(1, REMOTE_POD, 64, PAYLOAD);
     h.send("pod1", orig.clone());
-    let out = h.sent("uplink");
-    assert_eq!(out.len(), 1);
-    let vx = check_encap_to_node2(&out[0]);
+    let (_, vx) = only_encap(&mut h);
 
     // The inner frame: the original packet, routed.
     assert_eq!(
@@ -336,14 +376,7 @@ fn encap_pod_to_remote_pod_headers_exact() {
     };
     assert_eq!((u.source_port(), u.destination_port()), (40000, 5001));
     assert_eq!(u.payload(), PAYLOAD, "payload byte-identical");
-
-    let c = h.counters();
-    assert_eq!(
-        (c.vxlan_encap, c.vxlan_decap, c.routed, c.total_drops()),
-        (1, 0, 1, 0)
-    );
-    nothing_sent(&mut h);
-    h.assert_no_frame_leak();
+    assert_tunnel_counts(&mut h, (1, 0, 1, 0));
 }
 
 #[test]
@@ -354,14 +387,12 @@ fn encap_tcp_and_icmp_also_tunnelled() {
         ping(pod_mac(1), GW_MAC, pod_ip(1), REMOTE_POD, 64, 9),
     ] {
         h.send("pod1", orig.clone());
-        let out = h.sent("uplink");
-        assert_eq!(out.len(), 1);
-        let vx = check_encap_to_node2(&out[0]);
+        let (_, vx) = only_encap(&mut h);
         assert_eq!(&vx.inner[14..], &forwarded_ip(&orig)[..]);
     }
     assert_eq!(h.counters().vxlan_encap, 2);
     assert_eq!(h.counters().total_drops(), 0);
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
@@ -428,30 +459,8 @@ fn encap_source_port_spreads_flows() {
 fn encap_fragments_of_one_datagram_share_source_port() {
     let mut h = Harness::new();
     let frag = |mf: bool, offset: u16, payload: &[u8]| {
-        let mut ip = Ipv4Header::new(
-            0,
-            64,
-            IpNumber::UDP,
-            pod_ip(1).octets(),
-            REMOTE_POD.octets(),
-        )
-        .unwrap();
-        ip.set_payload_len(payload.len()).unwrap();
-        ip.identification = 0x7777;
-        ip.dont_fragment = false;
-        ip.more_fragments = mf;
-        ip.fragment_offset = IpFragOffset::try_new(offset).unwrap();
-        ip.header_checksum = ip.calc_header_checksum();
-        let mut f = Ethernet2Header {
-            source: pod_mac(1),
-            destination: GW_MAC,
-            ether_type: EtherType::IPV4,
-        }
-        .to_bytes()
-        .to_vec();
-        f.extend_from_slice(&ip.to_bytes());
-        f.extend_from_slice(payload);
-        f
+        let ip = fragment_header(pod_ip(1), REMOTE_POD, 64, 0x7777, mf, offset);
+        raw_ipv4(pod_mac(1), GW_MAC, ip, payload)
     };
     // First fragment: UDP header (ports 40000 -> 5001, length 40) + 16 bytes.
     let mut first = vec![0x9c, 0x40, 0x13, 0x89, 0, 40, 0, 0];
@@ -472,9 +481,7 @@ fn encap_largest_inner_packet_fills_uplink_mtu_exactly() {
     let mut h = Harness::with(state_with_pod_mtu(1500), PipelineConfig::default());
     let orig = pod_udp(1, REMOTE_POD, 64, &[0x5a; 1450 - 28]);
     h.send("pod1", orig.clone());
-    let out = h.sent("uplink");
-    assert_eq!(out.len(), 1);
-    let vx = check_encap_to_node2(&out[0]);
+    let (_, vx) = only_encap(&mut h);
     assert_eq!(
         vx.ip.total_len, 1500,
         "outer IPv4 packet is exactly the uplink MTU"
@@ -521,7 +528,7 @@ fn encap_respects_uplink_mtu_frag_needed_with_mtu_1450() {
     }
     let c = h.counters();
     assert_eq!((c.vxlan_encap, c.icmp_errors, c.total_drops()), (0, 4, 4));
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
@@ -558,29 +565,20 @@ fn decap_delivers_inner_packet_to_pod() {
         u16::from_be_bytes([frame[OUTER_UDP + 6], frame[OUTER_UDP + 7]]),
         0
     );
-    h.send("uplink", frame);
-    let out = h.sent("pod2");
-    assert_eq!(out.len(), 1);
-    assert_eq!(ipv4_of(&out[0]), (REMOTE_POD, pod_ip(2), 63));
-    assert_eq!(macs_of(&out[0]), (GW_MAC, pod_mac(2)));
+    let out = expect_decap(&mut h, frame, "pod2", &inner);
+    assert_eq!(ipv4_of(&out), (REMOTE_POD, pod_ip(2), 63));
+    assert_eq!(macs_of(&out), (GW_MAC, pod_mac(2)));
     assert_eq!(
-        out[0].len(),
+        out.len(),
         inner.len(),
         "outer headers removed, nothing else"
     );
-    assert_eq!(&out[0][14..], &forwarded_ip(&inner)[..]);
-    let p = parse_checked(&out[0]);
+    let p = parse_checked(&out);
     let Some(TransportSlice::Udp(u)) = &p.transport else {
         panic!("not UDP")
     };
     assert_eq!(u.payload(), PAYLOAD, "payload byte-identical");
-    let c = h.counters();
-    assert_eq!(
-        (c.vxlan_decap, c.vxlan_encap, c.routed, c.total_drops()),
-        (1, 0, 1, 0)
-    );
-    nothing_sent(&mut h);
-    h.assert_no_frame_leak();
+    assert_tunnel_counts(&mut h, (0, 1, 1, 0));
 }
 
 #[test]
@@ -592,14 +590,11 @@ fn decap_accepts_zero_and_valid_udp_checksum() {
             udp_sum: sum,
             ..Outer::from_remote()
         };
-        h.send("uplink", o.frame(&inner));
-        let out = h.sent("pod3");
-        assert_eq!(out.len(), 1, "{sum:?} checksum");
-        assert_eq!(&out[0][14..], &forwarded_ip(&inner)[..]);
-        assert_eq!(h.counters().vxlan_decap, n as u64 + 1);
+        expect_decap(&mut h, o.frame(&inner), "pod3", &inner);
+        assert_eq!(h.counters().vxlan_decap, n as u64 + 1, "{sum:?} checksum");
     }
     assert_eq!(h.counters().total_drops(), 0);
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
@@ -616,71 +611,42 @@ fn decap_wrong_udp_checksum_is_malformed() {
         0
     );
     h.send("uplink", frame);
-    assert_eq!(h.drops(DropReason::MalformedVxlan), 1);
-    assert_eq!(h.counters().total_drops(), 1);
+    assert_dropped_only(&mut h, DropReason::MalformedVxlan, 1);
     assert_eq!(h.counters().vxlan_decap, 0);
-    nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
-/// Sends `frame` on `port` and checks it was dropped for `reason` and for
-/// nothing else, with no output anywhere.
-fn expect_drop(h: &mut Harness, port: &str, frame: Vec<u8>, reason: DropReason, what: &str) {
-    let before = h.counters().clone();
-    h.send(port, frame);
-    let after = h.counters().clone();
-    assert_eq!(
-        after.drops_of(reason) - before.drops_of(reason),
-        1,
-        "{what}: expected one {} drop, counters now {:?}",
-        reason.name(),
-        after.nonzero_drops().collect::<Vec<_>>()
-    );
-    assert_eq!(
-        after.total_drops() - before.total_drops(),
-        1,
-        "{what}: one drop in total"
-    );
-    assert_eq!(
-        after.vxlan_decap, before.vxlan_decap,
-        "{what}: not decapsulated"
-    );
-    assert_eq!(
-        after.icmp_errors, before.icmp_errors,
-        "{what}: no ICMP error"
-    );
-    nothing_sent(h);
+/// `expect_drop` on the uplink for malformed VXLAN: `frame`, then `frame`
+/// followed by Ethernet `padding` ("`what`, padded").
+fn expect_malformed_vxlan(h: &mut Harness, frame: Vec<u8>, padding: &[u8], what: &str) {
+    let padded = [&frame[..], padding].concat();
+    expect_drop(h, "uplink", frame, DropReason::MalformedVxlan, what);
+    let what = format!("{what}, padded");
+    expect_drop(h, "uplink", padded, DropReason::MalformedVxlan, &what);
 }
 
 #[test]
 fn decap_wrong_vni_or_i_flag_clear_is_wrong_vni() {
     let mut h = Harness::new();
     let inner = inner_udp(pod_ip(2), 64, PAYLOAD);
+    let mut cases: Vec<(String, Outer)> = Vec::new();
     for vni in [43, 0, 0x00ff_ffff, 42 << 8] {
         let o = Outer {
             vni,
             ..Outer::from_remote()
         };
-        expect_drop(
-            &mut h,
-            "uplink",
-            o.frame(&inner),
-            DropReason::VxlanWrongVni,
-            &format!("VNI {vni}"),
-        );
+        cases.push((format!("VNI {vni}"), o));
     }
     for flags in [0x00, 0xf7] {
         let o = Outer {
             flags,
             ..Outer::from_remote()
         };
-        expect_drop(
-            &mut h,
-            "uplink",
-            o.frame(&inner),
-            DropReason::VxlanWrongVni,
-            &format!("flags {flags:#04x}"),
-        );
+        cases.push((format!("flags {flags:#04x}"), o));
+    }
+    for (what, o) in cases {
+        let f = o.frame(&inner);
+        expect_drop(&mut h, "uplink", f, DropReason::VxlanWrongVni, &what);
     }
     // The harness builder agrees.
     expect_drop(
@@ -701,10 +667,8 @@ fn decap_ignores_reserved_bits() {
     let inner = inner_udp(pod_ip(2), 64, PAYLOAD);
     let mut payload = vec![0xff, 0xff, 0xff, 0xff, 0, 0, 42, 0xff];
     payload.extend_from_slice(&inner);
-    h.send("uplink", Outer::from_remote().frame_raw(&payload));
-    let out = h.sent("pod2");
-    assert_eq!(out.len(), 1);
-    assert_eq!(&out[0][14..], &forwarded_ip(&inner)[..]);
+    let f = Outer::from_remote().frame_raw(&payload);
+    expect_decap(&mut h, f, "pod2", &inner);
     assert_eq!(h.counters().vxlan_decap, 1);
     assert_eq!(h.counters().total_drops(), 0);
     h.assert_no_frame_leak();
@@ -717,23 +681,9 @@ fn decap_truncated_vxlan_header_is_malformed() {
         // UDP length = 8 + n: consistent, just too short for a VXLAN header.
         let hdr = Outer::from_remote().vxlan_header();
         let frame = Outer::from_remote().frame_raw(&hdr[..n]);
-        expect_drop(
-            &mut h,
-            "uplink",
-            frame.clone(),
-            DropReason::MalformedVxlan,
-            &format!("{n}-byte VXLAN header"),
-        );
-        // Ethernet padding after the datagram is not a VXLAN header either.
-        let mut padded = frame;
-        padded.resize(60, 0x08);
-        expect_drop(
-            &mut h,
-            "uplink",
-            padded,
-            DropReason::MalformedVxlan,
-            &format!("{n}-byte header, padded"),
-        );
+        // Ethernet padding (to 60 bytes) is not a VXLAN header either.
+        let padding = vec![0x08; 60 - frame.len()];
+        expect_malformed_vxlan(&mut h, frame, &padding, &format!("{n}-byte VXLAN header"));
     }
     assert_eq!(h.drops(DropReason::MalformedVxlan), 8);
     h.assert_no_frame_leak();
@@ -745,13 +695,8 @@ fn decap_truncated_inner_frame_is_bad_inner() {
     let inner = inner_udp(pod_ip(2), 64, PAYLOAD);
     for n in [0usize, 1, 13] {
         let frame = Outer::from_remote().frame(&inner[..n]);
-        expect_drop(
-            &mut h,
-            "uplink",
-            frame,
-            DropReason::VxlanBadInner,
-            &format!("{n}-byte inner frame"),
-        );
+        let what = format!("{n}-byte inner frame");
+        expect_drop(&mut h, "uplink", frame, DropReason::VxlanBadInner, &what);
     }
     assert_eq!(h.drops(DropReason::VxlanBadInner), 3);
     h.assert_no_frame_leak();
@@ -800,24 +745,22 @@ fn decap_inner_not_ipv4_to_our_vtep_mac_is_bad_inner() {
             let i = inner_udp(pod_ip(2), 64, PAYLOAD);
             tagged(REMOTE_VTEP_MAC, VTEP_MAC, 5, 0x0800, &i[14..])
         }),
-        ("inner IPv6", {
-            let b = PacketBuilder::ethernet2(REMOTE_VTEP_MAC, VTEP_MAC)
-                .ipv6([0xfd; 16], [0xfe; 16], 64)
-                .udp(1, 2);
-            let mut v = Vec::new();
-            b.write(&mut v, PAYLOAD).unwrap();
-            v
-        }),
+        (
+            "inner IPv6",
+            ipv6_udp(
+                REMOTE_VTEP_MAC,
+                VTEP_MAC,
+                Ipv6Addr::from([0xfd; 16]),
+                Ipv6Addr::from([0xfe; 16]),
+                (1, 2),
+                PAYLOAD,
+            ),
+        ),
     ];
     let n = cases.len() as u64;
     for (what, inner) in cases {
-        expect_drop(
-            &mut h,
-            "uplink",
-            vxlan_from_remote(&inner, VNI),
-            DropReason::VxlanBadInner,
-            what,
-        );
+        let f = vxlan_from_remote(&inner, VNI);
+        expect_drop(&mut h, "uplink", f, DropReason::VxlanBadInner, what);
     }
     assert_eq!(h.drops(DropReason::VxlanBadInner), n);
     h.assert_no_frame_leak();
@@ -827,40 +770,19 @@ fn decap_inner_not_ipv4_to_our_vtep_mac_is_bad_inner() {
 fn decap_outer_fragment_is_vxlan_fragmented() {
     let mut h = Harness::new();
     let inner = inner_udp(pod_ip(2), 64, PAYLOAD);
-    let first = Outer {
-        more_fragments: true,
-        ..Outer::from_remote()
-    };
-    expect_drop(
-        &mut h,
-        "uplink",
-        first.frame(&inner),
-        DropReason::VxlanFragmented,
-        "first fragment (MF)",
-    );
-    let last = Outer {
-        frag_offset: 185,
-        ..Outer::from_remote()
-    };
-    expect_drop(
-        &mut h,
-        "uplink",
-        last.frame(&inner),
-        DropReason::VxlanFragmented,
-        "last fragment (offset)",
-    );
-    let middle = Outer {
-        more_fragments: true,
-        frag_offset: 1,
-        ..Outer::from_remote()
-    };
-    expect_drop(
-        &mut h,
-        "uplink",
-        middle.frame(&inner),
-        DropReason::VxlanFragmented,
-        "middle fragment",
-    );
+    for (more_fragments, frag_offset, what) in [
+        (true, 0, "first fragment (MF)"),
+        (false, 185, "last fragment (offset)"),
+        (true, 1, "middle fragment"),
+    ] {
+        let o = Outer {
+            more_fragments,
+            frag_offset,
+            ..Outer::from_remote()
+        };
+        let f = o.frame(&inner);
+        expect_drop(&mut h, "uplink", f, DropReason::VxlanFragmented, what);
+    }
     assert_eq!(h.drops(DropReason::VxlanFragmented), 3);
     h.assert_no_frame_leak();
 }
@@ -875,22 +797,8 @@ fn decap_udp_length_that_lies_is_malformed() {
     for bad in [udp_len + 1, udp_len + 100, 0xffff, 7, 0] {
         let mut f = good.clone();
         f[OUTER_UDP + 4..OUTER_UDP + 6].copy_from_slice(&bad.to_be_bytes());
-        expect_drop(
-            &mut h,
-            "uplink",
-            f.clone(),
-            DropReason::MalformedVxlan,
-            &format!("UDP length {bad}"),
-        );
         // Ethernet padding after the datagram does not make a longer UDP length true.
-        f.extend_from_slice(&[0; 64]);
-        expect_drop(
-            &mut h,
-            "uplink",
-            f,
-            DropReason::MalformedVxlan,
-            &format!("UDP length {bad}, padded"),
-        );
+        expect_malformed_vxlan(&mut h, f, &[0; 64], &format!("UDP length {bad}"));
     }
     assert_eq!(h.drops(DropReason::MalformedVxlan), 10);
     h.assert_no_frame_leak();
@@ -922,39 +830,43 @@ fn decap_inner_frame_ends_where_udp_length_says() {
     assert_eq!(h.counters().vxlan_decap, 1);
     assert_eq!(h.drops(DropReason::MalformedIpv4), 1);
     assert_eq!(h.counters().total_drops(), 2);
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     // A UDP length that ends exactly at the inner datagram (trailing bytes
     // in the IP payload after it) is fine: they are not part of the frame.
     let mut f = Outer::from_remote().frame(&[&inner[..], &[0xee; 9][..]].concat());
     let udp_len = u16::try_from(8 + 8 + inner.len()).unwrap();
     f[OUTER_UDP + 4..OUTER_UDP + 6].copy_from_slice(&udp_len.to_be_bytes());
-    h.send("uplink", f);
-    let out = h.sent("pod2");
-    assert_eq!(out.len(), 1);
-    assert_eq!(&out[0][14..], &forwarded_ip(&inner)[..]);
+    expect_decap(&mut h, f, "pod2", &inner);
     assert_eq!(h.counters().vxlan_decap, 2);
     assert_eq!(h.counters().total_drops(), 2);
     h.assert_no_frame_leak();
 }
 
-#[test]
-fn decap_outer_ipv4_options_are_skipped() {
+/// On a fresh harness, sends node2's VXLAN frame to pod2 with its outer
+/// IPv4 header changed by `edit` (checksum then recomputed), and checks it
+/// is decapsulated and delivered like any other: one decapsulation, no
+/// drops, no frame leaked.
+fn assert_decapsulated_despite(edit: impl FnOnce(&mut Vec<u8>)) {
     let mut h = Harness::new();
     let inner = inner_udp(pod_ip(2), 64, PAYLOAD);
     let mut f = Outer::from_remote().frame(&inner);
-    // Four NOP options: IHL 6.
-    f.splice(OUTER_IP + 20..OUTER_IP + 20, [1, 1, 1, 1]);
-    f[OUTER_IP] = 0x46;
-    let total = u16::from_be_bytes([f[OUTER_IP + 2], f[OUTER_IP + 3]]) + 4;
-    f[OUTER_IP + 2..OUTER_IP + 4].copy_from_slice(&total.to_be_bytes());
+    edit(&mut f);
     fix_ipv4_checksum(&mut f, OUTER_IP);
-    h.send("uplink", f);
-    let out = h.sent("pod2");
-    assert_eq!(out.len(), 1);
-    assert_eq!(&out[0][14..], &forwarded_ip(&inner)[..]);
+    expect_decap(&mut h, f, "pod2", &inner);
     assert_eq!(h.counters().vxlan_decap, 1);
     assert_eq!(h.counters().total_drops(), 0);
     h.assert_no_frame_leak();
+}
+
+#[test]
+fn decap_outer_ipv4_options_are_skipped() {
+    assert_decapsulated_despite(|f| {
+        // Four NOP options: IHL 6.
+        f.splice(OUTER_IP + 20..OUTER_IP + 20, [1, 1, 1, 1]);
+        f[OUTER_IP] = 0x46;
+        let total = u16::from_be_bytes([f[OUTER_IP + 2], f[OUTER_IP + 3]]) + 4;
+        f[OUTER_IP + 2..OUTER_IP + 4].copy_from_slice(&total.to_be_bytes());
+    });
 }
 
 #[test]
@@ -985,7 +897,7 @@ fn vxlan_on_pod_port_is_not_decapsulated() {
         &icmp.payload[..],
         &frame[14..14 + 548.min(frame.len() - 14)]
     );
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
@@ -998,7 +910,7 @@ fn vxlan_on_bridged_port_is_bridged_untouched() {
     assert_eq!(h.sent("br3"), vec![frame]);
     let c = h.counters();
     assert_eq!((c.vxlan_decap, c.flooded, c.total_drops()), (0, 1, 0));
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
@@ -1018,7 +930,7 @@ fn vxlan_to_another_udp_port_is_not_decapsulated() {
     assert_eq!(c.drops_of(DropReason::NoRoute), 2);
     assert_eq!(c.icmp_errors, 1);
     assert_eq!(c.total_drops(), 2);
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
@@ -1041,14 +953,8 @@ fn vxlan_to_another_address_is_routed_as_ordinary_udp() {
         &forwarded_ip(&frame)[..],
         "routed, tunnel untouched"
     );
-    let c = h.counters();
-    assert_eq!(
-        (c.vxlan_decap, c.vxlan_encap, c.routed, c.total_drops()),
-        (0, 0, 1, 0)
-    );
     assert!(h.sent("pod2").is_empty());
-    nothing_sent(&mut h);
-    h.assert_no_frame_leak();
+    assert_tunnel_counts(&mut h, (0, 0, 1, 0));
 }
 
 // ---------------------------------------------------------------------------
@@ -1058,11 +964,9 @@ fn vxlan_to_another_address_is_routed_as_ordinary_udp() {
 fn round_trip_reply_reaches_pod() {
     let mut h = Harness::new();
     h.send("pod1", pod_udp(1, REMOTE_POD, 64, PAYLOAD));
-    let out = h.sent("uplink");
-    assert_eq!(out.len(), 1);
-    check_encap_to_node2(&out[0]);
+    let (out, _) = only_encap(&mut h);
     // node2 answers: the same frame turned around, outer and inner.
-    let mut reply = turn_around_outer(&out[0]);
+    let mut reply = turn_around_outer(&out);
     swap(&mut reply, INNER_IP + 12, INNER_IP + 16, 4);
     swap(&mut reply, INNER_IP + 20, INNER_IP + 22, 2);
     h.send("uplink", reply);
@@ -1076,13 +980,7 @@ fn round_trip_reply_reaches_pod() {
     };
     assert_eq!((u.source_port(), u.destination_port()), (5001, 40000));
     assert_eq!(u.payload(), PAYLOAD);
-    let c = h.counters();
-    assert_eq!(
-        (c.vxlan_encap, c.vxlan_decap, c.routed, c.total_drops()),
-        (1, 1, 2, 0)
-    );
-    nothing_sent(&mut h);
-    h.assert_no_frame_leak();
+    assert_tunnel_counts(&mut h, (1, 1, 2, 0));
 }
 
 #[test]
@@ -1090,15 +988,12 @@ fn decapped_packet_for_remote_pod_is_reencapsulated() {
     let mut h = Harness::new();
     let orig = pod_udp(1, REMOTE_POD, 64, PAYLOAD);
     h.send("pod1", orig.clone());
-    let first = h.sent("uplink");
-    assert_eq!(first.len(), 1);
-    let port = check_encap_to_node2(&first[0]).udp.source_port;
+    let (first, vx) = only_encap(&mut h);
+    let port = vx.udp.source_port;
     // node2 bounces it back unchanged inside: the inner packet is still for
     // REMOTE_POD, so it goes back into the tunnel (VXLAN in, VXLAN out).
-    h.send("uplink", turn_around_outer(&first[0]));
-    let second = h.sent("uplink");
-    assert_eq!(second.len(), 1);
-    let vx = check_encap_to_node2(&second[0]);
+    h.send("uplink", turn_around_outer(&first));
+    let (second, vx) = only_encap(&mut h);
     assert_eq!(
         vx.udp.source_port, port,
         "same inner flow, same outer source port"
@@ -1111,16 +1006,10 @@ fn decapped_packet_for_remote_pod_is_reencapsulated() {
         "inner packet routed twice: TTL 62"
     );
     assert_eq!(
-        &second[0][VXLAN_HDR..VXLAN_HDR + 8],
+        &second[VXLAN_HDR..VXLAN_HDR + 8],
         &[0x08, 0, 0, 0, 0, 0, 42, 0]
     );
-    let c = h.counters();
-    assert_eq!(
-        (c.vxlan_encap, c.vxlan_decap, c.routed, c.total_drops()),
-        (2, 1, 2, 0)
-    );
-    nothing_sent(&mut h);
-    h.assert_no_frame_leak();
+    assert_tunnel_counts(&mut h, (2, 1, 2, 0));
 }
 
 #[test]
@@ -1144,7 +1033,7 @@ fn nested_vxlan_is_decapsulated_only_once() {
     assert_eq!(c.drops_of(DropReason::NoRoute), 2);
     assert_eq!(c.total_drops(), 2);
     assert_eq!(c.icmp_errors, 1);
-    nothing_sent(&mut h);
+    assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
 
@@ -1152,13 +1041,7 @@ fn nested_vxlan_is_decapsulated_only_once() {
 fn decapped_ttl_expiry_answers_through_the_tunnel() {
     let mut h = Harness::new();
     let inner = inner_udp(pod_ip(2), 1, PAYLOAD);
-    h.send("uplink", vxlan_from_remote(&inner, VNI));
-    assert!(h.sent("pod2").is_empty());
-    let out = h.sent("uplink");
-    assert_eq!(out.len(), 1);
-    let vx = check_encap_to_node2(&out[0]);
-    assert_eq!(ipv4_of(&vx.inner), (NODE_IP, REMOTE_POD, 64));
-    let icmp = icmp_of(&vx.inner);
+    let icmp = answered_through_tunnel(&mut h, &inner, NODE_IP);
     assert_eq!((icmp.ty, icmp.code), (11, 0));
     assert_eq!(
         &icmp.payload[..],
@@ -1176,12 +1059,7 @@ fn decapped_ttl_expiry_answers_through_the_tunnel() {
 fn remote_ping_to_gateway_is_answered_through_the_tunnel() {
     let mut h = Harness::new();
     let inner = ping(REMOTE_VTEP_MAC, VTEP_MAC, REMOTE_POD, GATEWAY, 64, 77);
-    h.send("uplink", vxlan_from_remote(&inner, VNI));
-    let out = h.sent("uplink");
-    assert_eq!(out.len(), 1);
-    let vx = check_encap_to_node2(&out[0]);
-    assert_eq!(ipv4_of(&vx.inner), (GATEWAY, REMOTE_POD, 64));
-    let icmp = icmp_of(&vx.inner);
+    let icmp = answered_through_tunnel(&mut h, &inner, GATEWAY);
     assert_eq!((icmp.ty, icmp.code), (0, 0));
     assert_eq!(icmp.rest, [0x12, 0x34, 0, 77]);
     assert_eq!(&icmp.payload[..], b"xvs ping payload");
@@ -1201,18 +1079,7 @@ fn remote_ping_to_gateway_is_answered_through_the_tunnel() {
 #[test]
 fn decap_outer_ttl_1_is_still_decapsulated() {
     // The outer packet is addressed to us: its TTL is not checked.
-    let mut h = Harness::new();
-    let inner = inner_udp(pod_ip(2), 64, PAYLOAD);
-    let mut f = Outer::from_remote().frame(&inner);
-    f[OUTER_IP + 8] = 1;
-    fix_ipv4_checksum(&mut f, OUTER_IP);
-    h.send("uplink", f);
-    let out = h.sent("pod2");
-    assert_eq!(out.len(), 1);
-    assert_eq!(&out[0][14..], &forwarded_ip(&inner)[..]);
-    assert_eq!(h.counters().vxlan_decap, 1);
-    assert_eq!(h.counters().total_drops(), 0);
-    h.assert_no_frame_leak();
+    assert_decapsulated_despite(|f| f[OUTER_IP + 8] = 1);
 }
 
 #[test]
@@ -1220,13 +1087,7 @@ fn decapped_packet_over_pod_mtu_gets_frag_needed_through_the_tunnel() {
     let mut h = Harness::new();
     // 1451 bytes of IPv4 with DF for pod2, whose MTU is 1450.
     let inner = inner_udp(pod_ip(2), 64, &[0x77; 1451 - 28]);
-    h.send("uplink", vxlan_from_remote(&inner, VNI));
-    assert!(h.sent("pod2").is_empty());
-    let out = h.sent("uplink");
-    assert_eq!(out.len(), 1);
-    let vx = check_encap_to_node2(&out[0]);
-    assert_eq!(ipv4_of(&vx.inner), (NODE_IP, REMOTE_POD, 64));
-    let icmp = icmp_of(&vx.inner);
+    let icmp = answered_through_tunnel(&mut h, &inner, NODE_IP);
     assert_eq!((icmp.ty, icmp.code), (3, 4));
     assert_eq!(icmp.rest, [0, 0, 0x05, 0xaa], "next-hop MTU 1450");
     assert_eq!(&icmp.payload[..], &inner[14..14 + 548]);

@@ -4,10 +4,13 @@
 //! parser independent of the smoltcp views the datapath uses.
 #![allow(dead_code)]
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use etherparse::{PacketBuilder, SlicedPacket};
+use etherparse::{
+    ArpOperation, EtherType, Ethernet2Header, IpFragOffset, IpNumber, Ipv4Header, NetSlice,
+    PacketBuilder, SlicedPacket, TransportSlice,
+};
 use xvs_control::state::{
     DesiredState, MacAddr, NodeSpec, PortKind, PortSpec, RemoteNodeSpec, RouteSpec, VxlanSpec,
     DEFAULT_GATEWAY_MAC, DEFAULT_POD_GATEWAY,
@@ -196,7 +199,18 @@ impl Harness {
 // ---------------------------------------------------------------------------
 // Frame builders (etherparse).
 
-/// An IPv4/UDP frame with `payload`.
+/// The frame etherparse's packet `builder` writes around `payload`.
+macro_rules! build {
+    ($builder:expr, $payload:expr) => {{
+        let b = $builder;
+        let payload: &[u8] = $payload;
+        let mut out = Vec::with_capacity(b.size(payload.len()));
+        b.write(&mut out, payload).unwrap();
+        out
+    }};
+}
+
+/// An IPv4/UDP frame with `payload`, from port 40000 to port 5001.
 pub fn udp(
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
@@ -205,12 +219,91 @@ pub fn udp(
     ttl: u8,
     payload: &[u8],
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), ttl)
-        .udp(40000, 5001);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).unwrap();
+    udp_ports(src_mac, dst_mac, src, dst, ttl, (40000, 5001), payload)
+}
+
+/// An IPv4/UDP frame with `payload` between `ports` (source, destination).
+pub fn udp_ports(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    (sport, dport): (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    build!(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src.octets(), dst.octets(), ttl)
+            .udp(sport, dport),
+        payload
+    )
+}
+
+/// A minimum-size IPv4/UDP frame: 60 bytes (64 on the wire with the FCS),
+/// TTL 64, from port `sport` to port 5001, 18 zero bytes of payload.
+pub fn min_udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+) -> Vec<u8> {
+    let out = udp_ports(src_mac, dst_mac, src, dst, 64, (sport, 5001), &[0; 18]);
+    assert_eq!(out.len(), 60);
     out
+}
+
+/// An IPv6/UDP frame with `payload` between `ports` (source, destination).
+pub fn ipv6_udp(
+    src_mac: [u8; 6],
+    dst_mac: [u8; 6],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    (sport, dport): (u16, u16),
+    payload: &[u8],
+) -> Vec<u8> {
+    build!(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv6(src.octets(), dst.octets(), 64)
+            .udp(sport, dport),
+        payload
+    )
+}
+
+/// An Ethernet + `ip` + raw `payload` frame, for fragments and headers
+/// etherparse's builder will not make. Total length and checksum are set.
+pub fn raw_ipv4(src_mac: [u8; 6], dst_mac: [u8; 6], mut ip: Ipv4Header, payload: &[u8]) -> Vec<u8> {
+    ip.set_payload_len(payload.len()).unwrap();
+    let mut out = Vec::new();
+    Ethernet2Header {
+        source: src_mac,
+        destination: dst_mac,
+        ether_type: EtherType::IPV4,
+    }
+    .write(&mut out)
+    .unwrap();
+    ip.write(&mut out).unwrap();
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The IPv4 header of a UDP fragment from `src` to `dst`: identification
+/// `id`, DF clear, MF as given, offset in units of 8 bytes. For `raw_ipv4`.
+pub fn fragment_header(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ttl: u8,
+    id: u16,
+    more_fragments: bool,
+    offset_units: u16,
+) -> Ipv4Header {
+    let mut ip = Ipv4Header::new(0, ttl, IpNumber::UDP, src.octets(), dst.octets()).unwrap();
+    ip.identification = id;
+    ip.dont_fragment = false;
+    ip.more_fragments = more_fragments;
+    ip.fragment_offset = IpFragOffset::try_new(offset_units).unwrap();
+    ip
 }
 
 /// An IPv4/TCP SYN frame.
@@ -221,13 +314,13 @@ pub fn tcp_syn(
     dst: Ipv4Addr,
     ttl: u8,
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), ttl)
-        .tcp(40001, 80, 1000, 64240)
-        .syn();
-    let mut out = Vec::with_capacity(b.size(0));
-    b.write(&mut out, &[]).unwrap();
-    out
+    build!(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src.octets(), dst.octets(), ttl)
+            .tcp(40001, 80, 1000, 64240)
+            .syn(),
+        &[]
+    )
 }
 
 /// An ICMP echo request frame.
@@ -239,13 +332,12 @@ pub fn ping(
     ttl: u8,
     seq: u16,
 ) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(src_mac, dst_mac)
-        .ipv4(src.octets(), dst.octets(), ttl)
-        .icmpv4_echo_request(0x1234, seq);
-    let payload = b"xvs ping payload";
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, payload).unwrap();
-    out
+    build!(
+        PacketBuilder::ethernet2(src_mac, dst_mac)
+            .ipv4(src.octets(), dst.octets(), ttl)
+            .icmpv4_echo_request(0x1234, seq),
+        b"xvs ping payload"
+    )
 }
 
 /// A pod's frame to the gateway MAC.
@@ -270,16 +362,26 @@ pub fn arp_request(sender_mac: [u8; 6], sender: Ipv4Addr, target: Ipv4Addr) -> V
 /// `inner` (an Ethernet frame) inside VXLAN from the remote VTEP to us, as
 /// the kernel's VXLAN device on the remote node would send it.
 pub fn vxlan_from_remote(inner: &[u8], vni: u32) -> Vec<u8> {
-    let b = PacketBuilder::ethernet2(UNDERLAY_MAC, UPLINK_MAC)
-        .ipv4(REMOTE_VTEP.octets(), NODE_IP.octets(), 64)
-        .udp(51234, 4789);
+    vxlan_from_remote_port(inner, vni, 51234)
+}
+
+/// `vxlan_from_remote` with outer UDP source port `sport` (the remote VTEP
+/// picks it per inner flow).
+pub fn vxlan_from_remote_port(inner: &[u8], vni: u32, sport: u16) -> Vec<u8> {
     let mut payload = vec![0x08, 0, 0, 0];
     payload.extend_from_slice(&vni.to_be_bytes()[1..]);
     payload.push(0);
     payload.extend_from_slice(inner);
-    let mut out = Vec::with_capacity(b.size(payload.len()));
-    b.write(&mut out, &payload).unwrap();
-    out
+    let (src, dst) = (REMOTE_VTEP, NODE_IP);
+    udp_ports(
+        UNDERLAY_MAC,
+        UPLINK_MAC,
+        src,
+        dst,
+        64,
+        (sport, 4789),
+        &payload,
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -291,7 +393,7 @@ pub fn vxlan_from_remote(inner: &[u8], vni: u32) -> Vec<u8> {
 pub fn parse_checked(frame: &[u8]) -> SlicedPacket<'_> {
     let p = SlicedPacket::from_ethernet(frame)
         .unwrap_or_else(|e| panic!("etherparse rejects output frame: {e:?}"));
-    if let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net {
+    if let Some(NetSlice::Ipv4(ip)) = &p.net {
         let h = ip.header().to_header();
         assert_eq!(
             h.header_checksum,
@@ -300,18 +402,18 @@ pub fn parse_checked(frame: &[u8]) -> SlicedPacket<'_> {
         );
         let payload = ip.payload().payload;
         match &p.transport {
-            Some(etherparse::TransportSlice::Icmpv4(icmp)) => {
+            Some(TransportSlice::Icmpv4(icmp)) => {
                 let sum = checksum(icmp.slice());
                 assert_eq!(sum, 0, "ICMP checksum");
             }
-            Some(etherparse::TransportSlice::Udp(udp)) if udp.checksum() != 0 => {
+            Some(TransportSlice::Udp(udp)) if udp.checksum() != 0 => {
                 let want = udp
                     .to_header()
                     .calc_checksum_ipv4(&h, udp.payload())
                     .unwrap();
                 assert_eq!(udp.checksum(), want, "UDP checksum");
             }
-            Some(etherparse::TransportSlice::Tcp(tcp)) => {
+            Some(TransportSlice::Tcp(tcp)) => {
                 let want = tcp
                     .to_header()
                     .calc_checksum_ipv4(&h, tcp.payload())
@@ -341,7 +443,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 pub fn ipv4_of(frame: &[u8]) -> (Ipv4Addr, Ipv4Addr, u8) {
     let p = parse_checked(frame);
     match p.net {
-        Some(etherparse::NetSlice::Ipv4(ip)) => {
+        Some(NetSlice::Ipv4(ip)) => {
             let h = ip.header();
             (h.source_addr(), h.destination_addr(), h.ttl())
         }
@@ -387,6 +489,8 @@ impl Harness {
 /// An ICMP message found in an output frame (checked with `parse_checked`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IcmpMsg {
+    /// The IPv4 header that carried the message.
+    pub ip: Ipv4Header,
     pub ty: u8,
     pub code: u8,
     /// Bytes 4..8 of the ICMP header (for "fragmentation needed", bytes
@@ -399,18 +503,129 @@ pub struct IcmpMsg {
 /// The ICMP message of an IPv4 output frame; panics if it is not ICMP.
 pub fn icmp_of(frame: &[u8]) -> IcmpMsg {
     let p = parse_checked(frame);
-    match p.transport {
-        Some(etherparse::TransportSlice::Icmpv4(icmp)) => {
-            let s = icmp.slice();
-            IcmpMsg {
-                ty: s[0],
-                code: s[1],
-                rest: [s[4], s[5], s[6], s[7]],
-                payload: s[8..].to_vec(),
-            }
-        }
-        other => panic!("not ICMPv4: {other:?}"),
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("not IPv4: {:?}", p.net)
+    };
+    let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+        panic!("not ICMPv4: {:?}", p.transport)
+    };
+    IcmpMsg {
+        ip: ip.header().to_header(),
+        ty: icmp.type_u8(),
+        code: icmp.code_u8(),
+        rest: icmp.bytes5to8(),
+        payload: icmp.payload().to_vec(),
     }
+}
+
+/// Checks that `frame` is the gateway's ARP reply to pod `n` for `ip`:
+/// 42 bytes, Ethernet/IPv4 ARP header bytes as sent, and every address
+/// field (read with etherparse).
+pub fn assert_arp_reply(frame: &[u8], n: u8, ip: Ipv4Addr) {
+    assert_eq!(frame.len(), 42, "Ethernet + 28-byte ARP, no padding");
+    assert_eq!(macs_of(frame), (GW_MAC, pod_mac(n)));
+    assert_eq!(
+        &frame[12..22],
+        &[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 2],
+        "ARP, Ethernet/IPv4, reply"
+    );
+    let p = parse_checked(frame);
+    let Some(NetSlice::Arp(a)) = &p.net else {
+        panic!("not ARP: {:?}", p.net)
+    };
+    let a = a.to_packet().try_eth_ipv4().expect("Ethernet/IPv4 ARP");
+    assert_eq!(a.operation, ArpOperation::REPLY);
+    assert_eq!(a.sender_mac, GW_MAC);
+    assert_eq!(GW_MAC, [0xee; 6]);
+    assert_eq!(a.sender_ipv4, ip.octets());
+    assert_eq!(a.target_mac, pod_mac(n));
+    assert_eq!(a.target_ipv4, pod_ip(n).octets());
+}
+
+// ---------------------------------------------------------------------------
+// Assertions about what a harness sent and dropped.
+
+/// The one frame sent anywhere, with its port; the frame passes
+/// `parse_checked`.
+pub fn only_output(h: &mut Harness) -> (String, Vec<u8>) {
+    let mut out = h.all_sent();
+    assert_eq!(
+        out.len(),
+        1,
+        "expected exactly one output frame, got {:?}",
+        out.iter().map(|(p, f)| (p, f.len())).collect::<Vec<_>>()
+    );
+    let (port, frame) = out.pop().unwrap();
+    parse_checked(&frame);
+    (port, frame)
+}
+
+/// Sends `frame` on `in_port` and checks that exactly one frame came out
+/// (`only_output`), on `out_port`; returns that frame.
+pub fn send_expect_one(h: &mut Harness, in_port: &str, frame: Vec<u8>, out_port: &str) -> Vec<u8> {
+    h.send(in_port, frame);
+    let (port, out) = only_output(h);
+    assert_eq!(
+        port, out_port,
+        "the one frame for what came in on {in_port}"
+    );
+    out
+}
+
+/// Nothing was sent on any port (since the last look).
+pub fn assert_nothing_sent(h: &mut Harness) {
+    let out = h.all_sent();
+    assert!(
+        out.is_empty(),
+        "expected no output, got frames on {:?}",
+        out.iter().map(|(p, f)| (p, f.len())).collect::<Vec<_>>()
+    );
+}
+
+/// Nothing was sent anywhere, `n` packets were dropped for `reason`, and
+/// there were no other drops.
+pub fn assert_dropped_only(h: &mut Harness, reason: DropReason, n: u64) {
+    assert_nothing_sent(h);
+    assert_eq!(h.drops(reason), n, "{} drops", reason.name());
+    assert_eq!(h.counters().total_drops(), n, "drops in total");
+}
+
+/// Sends `frame` on `port` and checks that exactly one drop counter went
+/// up, by one, for `reason`; that nothing was routed, decapsulated or
+/// answered with an ICMP error; and that nothing was sent anywhere.
+pub fn expect_drop(h: &mut Harness, port: &str, frame: Vec<u8>, reason: DropReason, what: &str) {
+    let before = h.counters().clone();
+    h.send(port, frame);
+    let after = h.counters().clone();
+    assert_eq!(
+        after.drops_of(reason) - before.drops_of(reason),
+        1,
+        "{what} on {port}: expected one {} drop, counters now {:?}",
+        reason.name(),
+        after.nonzero_drops().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        after.total_drops() - before.total_drops(),
+        1,
+        "{what} on {port}: exactly one drop"
+    );
+    assert_eq!(
+        after.routed, before.routed,
+        "{what} on {port}: nothing routed"
+    );
+    assert_eq!(
+        after.vxlan_decap, before.vxlan_decap,
+        "{what} on {port}: not decapsulated"
+    );
+    assert_eq!(
+        after.icmp_errors, before.icmp_errors,
+        "{what} on {port}: no ICMP error"
+    );
+    let sent = h.all_sent();
+    assert!(
+        sent.is_empty(),
+        "{what} on {port}: unexpected output {sent:?}"
+    );
 }
 
 /// An 802.1Q-tagged frame: `vid`, then `ethertype` and `payload`.
