@@ -122,7 +122,7 @@ fn bench(c: &mut Criterion) {
             // Each path must really take its path: everything transmitted,
             // nothing dropped (checked once, outside the timing).
             assert_eq!(
-                pipeline.counters.total_drops(),
+                pipeline.counters().total_drops(),
                 0,
                 "{} dropped packets",
                 path.name

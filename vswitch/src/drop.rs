@@ -40,10 +40,15 @@ drop_reasons! {
     UnsupportedEthertype = "unsupported_ethertype",
     /// A tagged frame on a routed port.
     VlanOnRoutedPort = "vlan_on_routed_port",
-    /// A routed port received a unicast frame for someone else's MAC.
+    /// A routed port received a frame not addressed to the switch: unicast
+    /// for another MAC, or multicast/broadcast that is not ARP (e.g. a pod's
+    /// DHCP or IPv6 neighbour discovery).
     NotOurMac = "not_our_mac",
-    /// The source MAC is multicast or broadcast.
+    /// The source MAC is multicast, broadcast or all zeroes.
     BadSourceMac = "bad_source_mac",
+    /// An IEEE 802.1D reserved group address (01:80:c2:00:00:0x: STP,
+    /// PAUSE, LACP, 802.1X, LLDP): link-local, never bridged.
+    L2Reserved = "l2_reserved",
     /// ARP that is not Ethernet/IPv4 or is cut short.
     MalformedArp = "malformed_arp",
     /// ARP the switch does not answer (not a request, or not for an address
@@ -57,15 +62,23 @@ drop_reasons! {
     SpoofedSource = "spoofed_source",
     /// Broadcast, multicast or otherwise unroutable destination.
     NotRoutable = "not_routable",
+    /// A source or destination address that must never appear on a wire
+    /// (0/8, 127/8, 240/4, multicast source; RFC 1812 5.3.7), or a source in
+    /// this node's pod CIDR arriving from the uplink (reverse-path check).
+    MartianAddress = "martian_address",
     /// No route to the destination (an ICMP unreachable may have been sent).
     NoRoute = "no_route",
+    /// An address of this node's pod CIDR that no pod has (an ICMP host
+    /// unreachable may have been sent).
+    HostUnreachable = "host_unreachable",
     /// TTL ran out (an ICMP time exceeded may have been sent).
     TtlExpired = "ttl_expired",
     /// Larger than the egress MTU (an ICMP fragmentation needed may have
     /// been sent when DF was set; xvs does not fragment).
     MtuExceeded = "mtu_exceeded",
-    /// Addressed to the switch, but not something it answers (only ICMP echo
-    /// is).
+    /// Addressed to the switch (gateway, node or VTEP address), but not
+    /// something it answers: only ICMP echo to the gateway is. Delivery to
+    /// the node's own stack arrives with the AF_XDP daemon.
     LocalUnsupported = "local_unsupported",
     /// ICMP cut short or with a bad checksum.
     MalformedIcmp = "malformed_icmp",
@@ -75,6 +88,14 @@ drop_reasons! {
     MalformedVxlan = "malformed_vxlan",
     /// VXLAN for a VNI we do not serve, or without the I flag.
     VxlanWrongVni = "vxlan_wrong_vni",
+    /// VXLAN from an outer source that is not a known remote VTEP.
+    VxlanUnknownPeer = "vxlan_unknown_peer",
+    /// An inner source address that the sending node does not own (outside
+    /// its pod CIDR and not its VTEP address).
+    VxlanSpoofedInner = "vxlan_spoofed_inner",
+    /// Outer packet marked CE but the inner one not ECN-capable (RFC 6040
+    /// section 4.2: drop).
+    VxlanEcnDrop = "vxlan_ecn_drop",
     /// The outer packet of a tunnel is an IP fragment (no reassembly).
     VxlanFragmented = "vxlan_fragmented",
     /// Inner frame cut short, or not IPv4 to our VTEP MAC.
@@ -94,6 +115,8 @@ drop_reasons! {
     UnknownPort = "unknown_port",
     /// The output port's transmit queue was full.
     TxQueueFull = "tx_queue_full",
+    /// A stage left a packet undecided: a bug, counted rather than leaked.
+    Internal = "internal",
 }
 
 /// Counters of one worker. Only that worker writes them; readers (stats,

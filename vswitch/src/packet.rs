@@ -4,8 +4,9 @@
 //! (frame index + data window) into it, never a copy of the bytes. This is
 //! the AF_XDP model: one UMEM per worker shared by all its sockets, so moving
 //! a packet from one port to another moves a descriptor. The in-memory pool
-//! here ([`HeapFramePool`]) and the UMEM (in `hw`) both implement
-//! [`FramePool`]; the pipeline is generic over it and never knows which.
+//! here ([`HeapFramePool`]) implements [`FramePool`], and so will the AF_XDP
+//! adapter in this crate over `hw`'s UMEM (issue #4); the pipeline is
+//! generic over it and never knows which.
 //!
 //! Every frame starts with [`HEADROOM`] free bytes so that encapsulation
 //! (VXLAN needs 50) and ICMP error generation (28) prepend headers in place
@@ -76,6 +77,23 @@ pub trait FramePool {
     fn alloc(&mut self) -> Option<FrameId>;
     /// Returns a frame to the pool.
     fn free(&mut self, id: FrameId);
+
+    /// Takes a frame and copies `bytes` into it after the headroom, as a
+    /// NIC does on receive. `None` if the pool is empty or `bytes` is longer
+    /// than [`MAX_FRAME_LEN`].
+    fn alloc_with(&mut self, bytes: &[u8]) -> Option<Packet> {
+        let len = u16::try_from(bytes.len())
+            .ok()
+            .filter(|&l| usize::from(l) <= MAX_FRAME_LEN)?;
+        let frame = self.alloc()?;
+        let pkt = Packet {
+            frame,
+            head: frame_u16(HEADROOM),
+            len,
+        };
+        pkt.data_mut(self).copy_from_slice(bytes);
+        Some(pkt)
+    }
     /// Copies `pkt`'s bytes into frame `to` at the same offset and returns
     /// the descriptor of the copy.
     fn copy_packet(&mut self, pkt: &Packet, to: FrameId) -> Packet;
@@ -102,22 +120,6 @@ impl HeapFramePool {
             free: (0..frames).rev().map(FrameId).collect(),
             frames: count,
         }
-    }
-
-    /// Takes a frame and copies `bytes` into it after the headroom, as a NIC
-    /// would on receive. `None` if the pool is empty or the frame too long.
-    pub fn alloc_with(&mut self, bytes: &[u8]) -> Option<Packet> {
-        let len = u16::try_from(bytes.len())
-            .ok()
-            .filter(|&l| usize::from(l) <= MAX_FRAME_LEN)?;
-        let frame = self.alloc()?;
-        let pkt = Packet {
-            frame,
-            head: frame_u16(HEADROOM),
-            len,
-        };
-        pkt.data_mut(self).copy_from_slice(bytes);
-        Some(pkt)
     }
 }
 

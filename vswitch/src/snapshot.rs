@@ -16,8 +16,16 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use xvs_control::state::{DesiredState, MacAddr, PortKind};
 
 use crate::lpm::Lpm;
+use crate::packet::MAX_FRAME_LEN;
 use crate::port::PortId;
-use crate::wire::VXLAN_OVERHEAD;
+use crate::wire::{vlan, ETHERNET_HEADER_LEN, VXLAN_OVERHEAD};
+
+/// The smallest MTU an IPv4 link may have (RFC 791).
+pub const MIN_MTU: u16 = 68;
+/// The largest MTU a frame buffer carries: a tagged Ethernet frame of this
+/// MTU fills a frame's data area.
+#[allow(clippy::cast_possible_truncation)] // 1774, checked by the test below
+pub const MAX_MTU: u16 = (MAX_FRAME_LEN - ETHERNET_HEADER_LEN - vlan::TAG_LEN) as u16;
 
 /// What a port is, as the pipeline sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +58,18 @@ pub enum NextHop {
     Remote { remote: u16 },
 }
 
+/// What the route table says about a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Via(NextHop),
+    /// Inside this node's pod CIDR but no pod has the address: answered with
+    /// ICMP host unreachable instead of following a shorter route (the
+    /// default route would bounce it between us and the router until its
+    /// TTL ran out, which is why Calico installs a blackhole route for its
+    /// block).
+    Unassigned,
+}
+
 /// This node's end of the VXLAN overlay.
 #[derive(Debug, Clone)]
 pub struct Overlay {
@@ -76,14 +96,19 @@ pub struct Snapshot {
     pub generation: u64,
     /// Indexed by [`PortId`].
     pub ports: Vec<PortInfo>,
-    pub routes: Lpm<u32, NextHop>,
+    pub routes: Lpm<u32, Route>,
     pub node_ip: Ipv4Addr,
+    /// This node's pod CIDR.
+    pub pod_cidr: Ipv4Net,
     /// The pod gateway: answers ARP and ICMP echo.
     pub gateway_ip: Ipv4Addr,
     /// Addresses the switch answers ARP for on pod ports (gateway included).
     pub proxy_arp: FxHashSet<Ipv4Addr>,
     pub overlay: Option<Overlay>,
     pub remotes: Vec<Remote>,
+    /// Remote VTEP address -> index in `remotes`: VXLAN is only accepted
+    /// from these.
+    pub remote_by_vtep: FxHashMap<Ipv4Addr, u16>,
     /// Ports of each bridge domain, in port order (the flood lists).
     pub bridge_domains: FxHashMap<u16, Vec<PortId>>,
 }
@@ -95,12 +120,22 @@ pub enum CompileError {
     DuplicatePort(String),
     #[error("{0} ports configured; the switch supports at most {max}", max = PortId::MAX)]
     TooManyPorts(usize),
+    #[error("{0} remote nodes configured; the switch supports at most {max}", max = u16::MAX)]
+    TooManyRemotes(usize),
     #[error("route {prefix} names port {port:?}, which does not exist")]
     UnknownRoutePort { prefix: Ipv4Net, port: String },
     #[error("route {prefix} goes out bridged port {port:?}; routes must use a pod or uplink port")]
     RouteToBridgedPort { prefix: Ipv4Net, port: String },
     #[error("prefix {0} is routed twice (pods, remote nodes and static routes must not overlap exactly)")]
     DuplicateRoute(Ipv4Net),
+    #[error("remote node {name:?} claims pod CIDR {cidr}, which overlaps this node's {ours}")]
+    RemoteOverlapsLocal {
+        name: String,
+        cidr: Ipv4Net,
+        ours: Ipv4Net,
+    },
+    #[error("remote nodes {0:?} and {1:?} have the same VTEP address {2}")]
+    DuplicateVtep(String, String, Ipv4Addr),
     #[error("pod port {port:?} has address {ip}, outside this node's pod CIDR {cidr}")]
     PodOutsideCidr {
         port: String,
@@ -113,8 +148,10 @@ pub enum CompileError {
     BadOverlayUplink(String),
     #[error("VNI {0} does not fit in 24 bits")]
     VniOutOfRange(u32),
-    #[error("port {port:?} has MTU {mtu}; it must be at least 68 (RFC 791) and the overlay needs {need} more on the uplink")]
-    BadMtu { port: String, mtu: u16, need: usize },
+    #[error("port {port:?} has MTU {mtu}; it must be between {MIN_MTU} and {MAX_MTU}")]
+    BadMtu { port: String, mtu: u16 },
+    #[error("VXLAN uplink {port:?} has MTU {mtu}; the overlay needs at least {need} (68 for the inner packet + {VXLAN_OVERHEAD})")]
+    OverlayMtuTooSmall { port: String, mtu: u16, need: usize },
 }
 
 impl Snapshot {
@@ -136,11 +173,10 @@ impl Snapshot {
             if by_name.insert(spec.name.as_str(), id).is_some() {
                 return Err(CompileError::DuplicatePort(spec.name.clone()));
             }
-            if spec.mtu < 68 {
+            if !(MIN_MTU..=MAX_MTU).contains(&spec.mtu) {
                 return Err(CompileError::BadMtu {
                     port: spec.name.clone(),
                     mtu: spec.mtu,
-                    need: 0,
                 });
             }
             let (role, mac) = match &spec.kind {
@@ -157,7 +193,7 @@ impl Snapshot {
                         port: id,
                         mac: *mac,
                     };
-                    if routes.insert(u32::from(*ip), 32, hop).is_some() {
+                    if routes.insert(u32::from(*ip), 32, Route::Via(hop)).is_some() {
                         return Err(CompileError::DuplicateRoute(host));
                     }
                     (PortRole::Pod { ip: *ip }, node.gateway_mac)
@@ -189,11 +225,12 @@ impl Snapshot {
                 if port.role != PortRole::Uplink {
                     return Err(CompileError::BadOverlayUplink(v.uplink.clone()));
                 }
-                if usize::from(port.mtu) < 68 + VXLAN_OVERHEAD {
-                    return Err(CompileError::BadMtu {
+                let need = usize::from(MIN_MTU) + VXLAN_OVERHEAD;
+                if usize::from(port.mtu) < need {
+                    return Err(CompileError::OverlayMtuTooSmall {
                         port: port.name.clone(),
                         mtu: port.mtu,
-                        need: VXLAN_OVERHEAD,
+                        need,
                     });
                 }
                 Some(Overlay {
@@ -206,13 +243,40 @@ impl Snapshot {
             }
         };
 
-        let mut remotes = Vec::with_capacity(state.remote_nodes.len());
+        // Every address of this node's pod CIDR that no pod has. (With a /32
+        // CIDR the one address is the pod's, whose route stays.)
+        let (net, len) = (
+            u32::from(node.pod_cidr.network()),
+            node.pod_cidr.prefix_len(),
+        );
+        if routes.get_exact(net, len).is_none() {
+            routes.insert(net, len, Route::Unassigned);
+        }
+
+        let mut remotes: Vec<Remote> = Vec::with_capacity(state.remote_nodes.len());
+        let mut remote_by_vtep = FxHashMap::default();
         for (idx, r) in state.remote_nodes.iter().enumerate() {
             if overlay.is_none() {
                 return Err(CompileError::RemoteWithoutOverlay(r.name.clone()));
             }
-            let remote = u16::try_from(idx).map_err(|_| CompileError::TooManyPorts(idx))?;
-            let hop = NextHop::Remote { remote };
+            let remote = u16::try_from(idx)
+                .map_err(|_| CompileError::TooManyRemotes(state.remote_nodes.len()))?;
+            if r.pod_cidr.contains(&node.pod_cidr) || node.pod_cidr.contains(&r.pod_cidr) {
+                return Err(CompileError::RemoteOverlapsLocal {
+                    name: r.name.clone(),
+                    cidr: r.pod_cidr,
+                    ours: node.pod_cidr,
+                });
+            }
+            if let Some(other) = remote_by_vtep.insert(r.vtep_ip, remote) {
+                let other = remotes[usize::from(other)].name.clone();
+                return Err(CompileError::DuplicateVtep(
+                    other,
+                    r.name.clone(),
+                    r.vtep_ip,
+                ));
+            }
+            let hop = Route::Via(NextHop::Remote { remote });
             if routes
                 .insert(
                     u32::from(r.pod_cidr.network()),
@@ -251,7 +315,11 @@ impl Snapshot {
                 mac: r.next_hop_mac,
             };
             if routes
-                .insert(u32::from(r.prefix.network()), r.prefix.prefix_len(), hop)
+                .insert(
+                    u32::from(r.prefix.network()),
+                    r.prefix.prefix_len(),
+                    Route::Via(hop),
+                )
                 .is_some()
             {
                 return Err(CompileError::DuplicateRoute(r.prefix));
@@ -266,12 +334,23 @@ impl Snapshot {
             ports,
             routes,
             node_ip: node.node_ip,
+            pod_cidr: node.pod_cidr,
             gateway_ip: node.gateway_ip,
             proxy_arp,
             overlay,
             remotes,
+            remote_by_vtep,
             bridge_domains,
         })
+    }
+
+    /// Whether `ip` is one of the switch's own addresses: the pod gateway,
+    /// the node IP, the VTEP.
+    #[inline]
+    pub fn is_local(&self, ip: Ipv4Addr) -> bool {
+        ip == self.gateway_ip
+            || ip == self.node_ip
+            || self.overlay.as_ref().is_some_and(|o| o.vtep_ip == ip)
     }
 
     /// The port with this name.
@@ -280,5 +359,566 @@ impl Snapshot {
             .iter()
             .position(|p| p.name == name)
             .and_then(|i| PortId::try_from(i).ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use xvs_control::state::{
+        NodeSpec, PortSpec, RemoteNodeSpec, RouteSpec, VxlanSpec, DEFAULT_GATEWAY_MAC,
+        DEFAULT_POD_GATEWAY,
+    };
+
+    const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
+    /// Deliberately not the node IP, so `is_local` can tell them apart.
+    const VTEP_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 10);
+    const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 2);
+    const POD_IP: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 11);
+    const POD_MAC: MacAddr = MacAddr([2, 0, 0, 0, 1, 1]);
+    const UPLINK_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xff, 1]);
+    const ROUTER_MAC: MacAddr = MacAddr([2, 0, 0, 0, 0xfe, 1]);
+    const PROXY: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 1);
+
+    fn net(s: &str) -> Ipv4Net {
+        s.parse().unwrap()
+    }
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn port(name: &str, kind: PortKind, mtu: u16) -> PortSpec {
+        PortSpec {
+            name: name.into(),
+            kind,
+            mtu,
+        }
+    }
+
+    fn remote(name: &str, cidr: &str, vtep_ip: Ipv4Addr) -> RemoteNodeSpec {
+        RemoteNodeSpec {
+            name: name.into(),
+            pod_cidr: net(cidr),
+            vtep_ip,
+            vtep_mac: MacAddr([2, 0, 0, 0, 0xee, 2]),
+            underlay_mac: MacAddr([2, 0, 0, 0, 0xff, 2]),
+        }
+    }
+
+    /// A small state that compiles: ports pod1 (0), eth0 (1, the uplink
+    /// carrying the overlay) and br1 (2, bridge domain 7); remote node2; a
+    /// static route 172.16.0.0/16 out of eth0.
+    fn base() -> DesiredState {
+        DesiredState {
+            node: NodeSpec {
+                node_ip: NODE_IP,
+                pod_cidr: net("10.244.1.0/24"),
+                gateway_ip: DEFAULT_POD_GATEWAY,
+                gateway_mac: DEFAULT_GATEWAY_MAC,
+                vxlan: Some(VxlanSpec {
+                    vni: 42,
+                    vtep_ip: VTEP_IP,
+                    vtep_mac: MacAddr([2, 0, 0, 0, 0xee, 1]),
+                    udp_port: 4789,
+                    uplink: "eth0".into(),
+                }),
+            },
+            ports: vec![
+                port(
+                    "pod1",
+                    PortKind::Pod {
+                        ip: POD_IP,
+                        mac: POD_MAC,
+                    },
+                    1450,
+                ),
+                port("eth0", PortKind::Uplink { mac: UPLINK_MAC }, 1500),
+                port("br1", PortKind::Bridged { domain: 7 }, 1500),
+            ],
+            routes: vec![RouteSpec {
+                prefix: net("172.16.0.0/16"),
+                port: "eth0".into(),
+                next_hop_mac: ROUTER_MAC,
+            }],
+            remote_nodes: vec![remote("node2", "10.244.2.0/24", REMOTE_VTEP)],
+            proxy_arp: vec![PROXY],
+        }
+    }
+
+    fn compile(state: &DesiredState) -> Snapshot {
+        Snapshot::compile(state, 7).unwrap_or_else(|e| panic!("state should compile: {e}"))
+    }
+
+    /// `base()` changed by `edit` fails with exactly `want`, whose message
+    /// mentions each of `mentions`.
+    fn expect_err(edit: impl FnOnce(&mut DesiredState), want: CompileError, mentions: &[&str]) {
+        let mut s = base();
+        edit(&mut s);
+        let err = Snapshot::compile(&s, 1).expect_err("state should not compile");
+        assert_eq!(err, want);
+        let msg = err.to_string();
+        for m in mentions {
+            assert!(msg.contains(m), "{msg:?} does not mention {m:?}");
+        }
+    }
+
+    /// `base()` changed by `edit` compiles.
+    fn expect_ok(edit: impl FnOnce(&mut DesiredState)) -> Snapshot {
+        let mut s = base();
+        edit(&mut s);
+        compile(&s)
+    }
+
+    #[test]
+    fn max_mtu_fills_a_frame_with_a_vlan_tag() {
+        // 2048 - 256 headroom - 14 Ethernet - 4 802.1Q.
+        assert_eq!(MAX_MTU, 1774);
+        assert_eq!(MIN_MTU, 68);
+    }
+
+    #[test]
+    fn a_good_state_compiles_to_the_expected_tables() {
+        let snap = compile(&base());
+        assert_eq!(snap.generation, 7);
+        let names: Vec<&str> = snap.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["pod1", "eth0", "br1"]);
+        assert_eq!(snap.ports[0].role, PortRole::Pod { ip: POD_IP });
+        assert_eq!(
+            snap.ports[0].mac, DEFAULT_GATEWAY_MAC,
+            "the gateway MAC on pod ports"
+        );
+        assert_eq!(snap.ports[0].mtu, 1450);
+        assert_eq!(snap.ports[1].role, PortRole::Uplink);
+        assert_eq!(snap.ports[1].mac, UPLINK_MAC);
+        assert_eq!(snap.ports[2].role, PortRole::Bridged { domain: 7 });
+        assert_eq!(snap.port_id("br1"), Some(2));
+        assert_eq!(snap.port_id("nope"), None);
+        assert_eq!(snap.bridge_domains.len(), 1);
+        assert_eq!(snap.bridge_domains[&7], [2]);
+
+        let lookup = |a: &str| snap.routes.lookup(u32::from(ip(a))).copied();
+        // The pod's /32 leads out of its port to its MAC.
+        assert_eq!(
+            lookup("10.244.1.11"),
+            Some(Route::Via(NextHop::Port {
+                port: 0,
+                mac: POD_MAC
+            }))
+        );
+        // The rest of this node's pod CIDR belongs to nobody.
+        for a in [
+            "10.244.1.0",
+            "10.244.1.10",
+            "10.244.1.12",
+            "10.244.1.99",
+            "10.244.1.255",
+        ] {
+            assert_eq!(lookup(a), Some(Route::Unassigned), "{a}");
+        }
+        // node2's pod CIDR goes into the overlay.
+        for a in ["10.244.2.0", "10.244.2.5", "10.244.2.255"] {
+            assert_eq!(
+                lookup(a),
+                Some(Route::Via(NextHop::Remote { remote: 0 })),
+                "{a}"
+            );
+        }
+        // The static route.
+        assert_eq!(
+            lookup("172.16.200.1"),
+            Some(Route::Via(NextHop::Port {
+                port: 1,
+                mac: ROUTER_MAC
+            }))
+        );
+        for a in ["172.17.0.1", "10.244.3.1", "203.0.113.7", "192.168.50.2"] {
+            assert_eq!(lookup(a), None, "{a}");
+        }
+
+        let overlay = snap.overlay.as_ref().expect("overlay");
+        assert_eq!(
+            (
+                overlay.vni,
+                overlay.vtep_ip,
+                overlay.udp_port,
+                overlay.uplink
+            ),
+            (42, VTEP_IP, 4789, 1)
+        );
+        assert_eq!(snap.remotes.len(), 1);
+        assert_eq!(snap.remotes[0].name, "node2");
+        assert_eq!(snap.remotes[0].pod_cidr, net("10.244.2.0/24"));
+        assert_eq!(snap.remote_by_vtep.len(), 1);
+        assert_eq!(snap.remote_by_vtep[&REMOTE_VTEP], 0);
+        assert_eq!(
+            (snap.node_ip, snap.pod_cidr, snap.gateway_ip),
+            (NODE_IP, net("10.244.1.0/24"), DEFAULT_POD_GATEWAY)
+        );
+        let mut proxy: Vec<Ipv4Addr> = snap.proxy_arp.iter().copied().collect();
+        proxy.sort_unstable();
+        assert_eq!(proxy, [PROXY, DEFAULT_POD_GATEWAY]);
+    }
+
+    #[test]
+    fn only_the_gateway_node_and_vtep_addresses_are_local() {
+        let snap = compile(&base());
+        for a in [DEFAULT_POD_GATEWAY, NODE_IP, VTEP_IP] {
+            assert!(snap.is_local(a), "{a} should be local");
+        }
+        for a in [
+            POD_IP,
+            PROXY,
+            REMOTE_VTEP,
+            ip("10.244.1.0"),
+            ip("10.244.1.99"),
+            ip("10.244.2.5"),
+            ip("172.16.0.9"),
+            ip("169.254.1.2"),
+            ip("192.168.50.11"),
+            Ipv4Addr::UNSPECIFIED,
+            Ipv4Addr::BROADCAST,
+        ] {
+            assert!(!snap.is_local(a), "{a} should not be local");
+        }
+
+        // Without an overlay there is no VTEP address.
+        let snap = expect_ok(|s| {
+            s.node.vxlan = None;
+            s.remote_nodes.clear();
+        });
+        assert!(snap.is_local(DEFAULT_POD_GATEWAY));
+        assert!(snap.is_local(NODE_IP));
+        assert!(!snap.is_local(VTEP_IP));
+    }
+
+    #[test]
+    fn duplicate_port_names_are_refused() {
+        expect_err(
+            |s| {
+                s.ports
+                    .push(port("pod1", PortKind::Uplink { mac: UPLINK_MAC }, 1500))
+            },
+            CompileError::DuplicatePort("pod1".into()),
+            &["\"pod1\""],
+        );
+    }
+
+    #[test]
+    fn too_many_ports_are_refused() {
+        let n = usize::from(PortId::MAX) + 1;
+        expect_err(
+            |s| {
+                s.ports = (0..n)
+                    .map(|i| port(&format!("br{i}"), PortKind::Bridged { domain: 1 }, 1500))
+                    .collect();
+                s.node.vxlan = None;
+                s.remote_nodes.clear();
+                s.routes.clear();
+            },
+            CompileError::TooManyPorts(n),
+            &["65536", "65535"],
+        );
+    }
+
+    #[test]
+    fn a_route_through_a_missing_port_is_refused() {
+        expect_err(
+            |s| s.routes[0].port = "eth9".into(),
+            CompileError::UnknownRoutePort {
+                prefix: net("172.16.0.0/16"),
+                port: "eth9".into(),
+            },
+            &["172.16.0.0/16", "\"eth9\""],
+        );
+    }
+
+    #[test]
+    fn a_route_through_a_bridged_port_is_refused() {
+        expect_err(
+            |s| s.routes[0].port = "br1".into(),
+            CompileError::RouteToBridgedPort {
+                prefix: net("172.16.0.0/16"),
+                port: "br1".into(),
+            },
+            &["172.16.0.0/16", "\"br1\""],
+        );
+        // Pod ports may carry static routes.
+        let snap = expect_ok(|s| s.routes[0].port = "pod1".into());
+        assert_eq!(
+            snap.routes.lookup(u32::from(ip("172.16.0.9"))).copied(),
+            Some(Route::Via(NextHop::Port {
+                port: 0,
+                mac: ROUTER_MAC
+            }))
+        );
+    }
+
+    #[test]
+    fn the_same_prefix_routed_twice_is_refused() {
+        let pod2 = |s: &mut DesiredState| {
+            let mac = MacAddr([2, 0, 0, 0, 1, 2]);
+            s.ports
+                .push(port("pod2", PortKind::Pod { ip: POD_IP, mac }, 1450));
+        };
+        expect_err(
+            pod2,
+            CompileError::DuplicateRoute(net("10.244.1.11/32")),
+            &["10.244.1.11/32"],
+        );
+
+        let static_route = |prefix: &str| {
+            let prefix = net(prefix);
+            move |s: &mut DesiredState| {
+                s.routes.push(RouteSpec {
+                    prefix,
+                    port: "eth0".into(),
+                    next_hop_mac: ROUTER_MAC,
+                });
+            }
+        };
+        // The same static route twice.
+        expect_err(
+            static_route("172.16.0.0/16"),
+            CompileError::DuplicateRoute(net("172.16.0.0/16")),
+            &["172.16.0.0/16"],
+        );
+        // A static route on a remote node's pod CIDR.
+        expect_err(
+            static_route("10.244.2.0/24"),
+            CompileError::DuplicateRoute(net("10.244.2.0/24")),
+            &["10.244.2.0/24"],
+        );
+        // A static route on a pod's address.
+        expect_err(
+            static_route("10.244.1.11/32"),
+            CompileError::DuplicateRoute(net("10.244.1.11/32")),
+            &["10.244.1.11/32"],
+        );
+        // A static route on this node's own pod CIDR.
+        expect_err(
+            static_route("10.244.1.0/24"),
+            CompileError::DuplicateRoute(net("10.244.1.0/24")),
+            &["10.244.1.0/24"],
+        );
+
+        // Overlapping but different prefixes are what LPM is for.
+        let snap = expect_ok(static_route("10.244.2.128/25"));
+        let lookup = |a: &str| snap.routes.lookup(u32::from(ip(a))).copied();
+        assert_eq!(
+            lookup("10.244.2.200"),
+            Some(Route::Via(NextHop::Port {
+                port: 1,
+                mac: ROUTER_MAC
+            }))
+        );
+        assert_eq!(
+            lookup("10.244.2.100"),
+            Some(Route::Via(NextHop::Remote { remote: 0 }))
+        );
+    }
+
+    #[test]
+    fn a_pod_outside_the_pod_cidr_is_refused() {
+        let outside = ip("10.244.2.7");
+        expect_err(
+            |s| {
+                s.ports[0].kind = PortKind::Pod {
+                    ip: outside,
+                    mac: POD_MAC,
+                }
+            },
+            CompileError::PodOutsideCidr {
+                port: "pod1".into(),
+                ip: outside,
+                cidr: net("10.244.1.0/24"),
+            },
+            &["\"pod1\"", "10.244.2.7", "10.244.1.0/24"],
+        );
+    }
+
+    #[test]
+    fn remote_nodes_need_an_overlay() {
+        expect_err(
+            |s| s.node.vxlan = None,
+            CompileError::RemoteWithoutOverlay("node2".into()),
+            &["\"node2\"", "vxlan"],
+        );
+    }
+
+    #[test]
+    fn the_overlay_uplink_must_be_an_uplink_port() {
+        let uplink = |name: &'static str| {
+            move |s: &mut DesiredState| s.node.vxlan.as_mut().unwrap().uplink = name.into()
+        };
+        expect_err(
+            uplink("eth9"),
+            CompileError::BadOverlayUplink("eth9".into()),
+            &["\"eth9\""],
+        );
+        expect_err(
+            uplink("pod1"),
+            CompileError::BadOverlayUplink("pod1".into()),
+            &["\"pod1\""],
+        );
+        expect_err(
+            uplink("br1"),
+            CompileError::BadOverlayUplink("br1".into()),
+            &["\"br1\""],
+        );
+    }
+
+    #[test]
+    fn the_vni_must_fit_24_bits() {
+        let vni = |v: u32| move |s: &mut DesiredState| s.node.vxlan.as_mut().unwrap().vni = v;
+        expect_err(
+            vni(0x0100_0000),
+            CompileError::VniOutOfRange(0x0100_0000),
+            &["16777216"],
+        );
+        expect_err(
+            vni(u32::MAX),
+            CompileError::VniOutOfRange(u32::MAX),
+            &["4294967295"],
+        );
+        let snap = expect_ok(vni(0x00ff_ffff));
+        assert_eq!(snap.overlay.unwrap().vni, 0x00ff_ffff);
+    }
+
+    #[test]
+    fn port_mtus_must_be_between_68_and_max_mtu() {
+        let mtu = |idx: usize, m: u16| move |s: &mut DesiredState| s.ports[idx].mtu = m;
+        expect_err(
+            mtu(0, 67),
+            CompileError::BadMtu {
+                port: "pod1".into(),
+                mtu: 67,
+            },
+            &["\"pod1\"", "67", "68", "1774"],
+        );
+        expect_err(
+            mtu(0, 0),
+            CompileError::BadMtu {
+                port: "pod1".into(),
+                mtu: 0,
+            },
+            &["\"pod1\""],
+        );
+        expect_err(
+            mtu(2, 1775),
+            CompileError::BadMtu {
+                port: "br1".into(),
+                mtu: 1775,
+            },
+            &["\"br1\"", "1775", "1774"],
+        );
+        expect_err(
+            mtu(1, u16::MAX),
+            CompileError::BadMtu {
+                port: "eth0".into(),
+                mtu: u16::MAX,
+            },
+            &["\"eth0\"", "65535"],
+        );
+        for m in [MIN_MTU, MAX_MTU] {
+            let snap = expect_ok(mtu(2, m));
+            assert_eq!(snap.ports[2].mtu, m);
+        }
+        let snap = expect_ok(mtu(1, MAX_MTU));
+        assert_eq!(snap.ports[1].mtu, 1774);
+    }
+
+    #[test]
+    fn the_overlay_uplink_needs_room_for_a_68_byte_inner_packet() {
+        let uplink_mtu = |m: u16| move |s: &mut DesiredState| s.ports[1].mtu = m;
+        expect_err(
+            uplink_mtu(117),
+            CompileError::OverlayMtuTooSmall {
+                port: "eth0".into(),
+                mtu: 117,
+                need: 118,
+            },
+            &["\"eth0\"", "117", "118"],
+        );
+        expect_err(
+            uplink_mtu(68),
+            CompileError::OverlayMtuTooSmall {
+                port: "eth0".into(),
+                mtu: 68,
+                need: 118,
+            },
+            &["\"eth0\"", "68"],
+        );
+        expect_ok(uplink_mtu(118));
+        // Without an overlay the uplink may have any valid MTU.
+        let snap = expect_ok(|s| {
+            s.ports[1].mtu = 68;
+            s.node.vxlan = None;
+            s.remote_nodes.clear();
+        });
+        assert_eq!(snap.ports[1].mtu, 68);
+    }
+
+    #[test]
+    fn a_remote_pod_cidr_overlapping_ours_is_refused() {
+        let ours = net("10.244.1.0/24");
+        for cidr in [
+            "10.244.1.0/24",
+            "10.244.0.0/16",
+            "10.244.1.128/25",
+            "0.0.0.0/0",
+            "10.244.1.11/32",
+        ] {
+            expect_err(
+                |s| s.remote_nodes[0].pod_cidr = net(cidr),
+                CompileError::RemoteOverlapsLocal {
+                    name: "node2".into(),
+                    cidr: net(cidr),
+                    ours,
+                },
+                &["\"node2\"", cidr, "10.244.1.0/24"],
+            );
+        }
+        // Adjacent is fine.
+        for cidr in ["10.244.0.0/24", "10.244.2.0/23"] {
+            expect_ok(|s| s.remote_nodes[0].pod_cidr = net(cidr));
+        }
+    }
+
+    #[test]
+    fn two_remotes_with_one_vtep_are_refused() {
+        expect_err(
+            |s| {
+                s.remote_nodes
+                    .push(remote("node3", "10.244.3.0/24", REMOTE_VTEP))
+            },
+            CompileError::DuplicateVtep("node2".into(), "node3".into(), REMOTE_VTEP),
+            &["\"node2\"", "\"node3\"", "192.168.50.2"],
+        );
+        // With its own VTEP, node3 is remote 1.
+        let snap = expect_ok(|s| {
+            s.remote_nodes
+                .push(remote("node3", "10.244.3.0/24", ip("192.168.50.3")))
+        });
+        assert_eq!(snap.remote_by_vtep[&ip("192.168.50.3")], 1);
+        assert_eq!(
+            snap.routes.lookup(u32::from(ip("10.244.3.9"))).copied(),
+            Some(Route::Via(NextHop::Remote { remote: 1 }))
+        );
+    }
+
+    #[test]
+    fn a_single_address_pod_cidr_still_routes_to_its_pod() {
+        // The pod CIDR is exactly the one pod's address: compile accepts
+        // it, so the pod must stay reachable.
+        let snap = expect_ok(|s| s.node.pod_cidr = net("10.244.1.11/32"));
+        assert_eq!(
+            snap.routes.lookup(u32::from(POD_IP)).copied(),
+            Some(Route::Via(NextHop::Port {
+                port: 0,
+                mac: POD_MAC
+            }))
+        );
     }
 }

@@ -33,7 +33,16 @@ pub struct Worker<P: FramePool, T: Port<P>> {
 
 impl<P: FramePool, T: Port<P>> Worker<P, T> {
     /// `ports[i]` must be the port the snapshot calls `PortId` `i`.
+    ///
+    /// # Panics
+    /// If there are not exactly as many ports as the snapshot has: wiring
+    /// ports to ids is the caller's job, and a mismatch is a bug.
     pub fn new(pool: P, ports: Vec<T>, snapshot: Arc<Snapshot>, config: PipelineConfig) -> Self {
+        assert_eq!(
+            ports.len(),
+            snapshot.ports.len(),
+            "one port per snapshot port"
+        );
         let port_counters = vec![PortCounters::default(); ports.len()];
         Worker {
             pool,
@@ -67,20 +76,24 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
         received
     }
 
-    /// Hands every transmit queue to its port.
+    /// Hands every transmit queue to its port. A port sends what it can
+    /// and frees the rest (its own drop counter); the counters here count
+    /// what it took.
     fn flush(&mut self) {
         for (port, queue) in self.pipeline.tx_queues() {
             let idx = usize::from(port);
-            let Some(out) = self.ports.get_mut(idx) else {
-                continue;
-            };
             let bytes: u64 = queue.iter().map(|p| u64::from(p.len)).sum();
-            let packets = queue.len() as u64;
-            out.tx_burst(&mut self.pool, queue);
-            if let Some(c) = self.port_counters.get_mut(idx) {
-                c.tx_packets += packets;
-                c.tx_bytes += bytes;
-            }
+            let queued = queue.len();
+            let sent = self.ports[idx].tx_burst(&mut self.pool, queue);
+            let c = &mut self.port_counters[idx];
+            c.tx_packets += sent as u64;
+            // Bytes are exact when the port took everything, as it does
+            // unless its ring is full.
+            c.tx_bytes += if sent == queued {
+                bytes
+            } else {
+                bytes * sent as u64 / queued as u64
+            };
         }
     }
 }

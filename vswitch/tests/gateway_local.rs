@@ -300,3 +300,159 @@ fn a_frame_to_another_unicast_mac_is_not_ours() {
     assert_dropped_only(&mut h, DropReason::NotOurMac, 4);
     h.assert_no_frame_leak();
 }
+
+// ---------------------------------------------------------------------------
+// The switch's other addresses: the node IP and the VTEP are local too.
+
+#[test]
+fn traffic_to_the_node_ip_is_local_and_not_answered() {
+    // With a default route, the node IP would leave through the uplink if
+    // it were forwarded.
+    let mut h = Harness::with(state_with_default_route(), Default::default());
+    let cases = [
+        (
+            "pod1",
+            pod_udp(1, NODE_IP, 64, b"to the node"),
+            "UDP from a pod",
+        ),
+        (
+            "pod1",
+            pod_udp(1, NODE_IP, 1, b"ttl 1"),
+            "UDP with TTL 1 from a pod",
+        ),
+        (
+            "pod2",
+            ping(pod_mac(2), GW_MAC, pod_ip(2), NODE_IP, 64, 1),
+            "echo request from a pod",
+        ),
+        (
+            "pod3",
+            tcp_syn(pod_mac(3), GW_MAC, pod_ip(3), NODE_IP, 64),
+            "TCP SYN from a pod",
+        ),
+        (
+            "uplink",
+            udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, NODE_IP, 64, b"x"),
+            "UDP from outside",
+        ),
+        (
+            "uplink",
+            ping(ROUTER_MAC, UPLINK_MAC, EXTERNAL, NODE_IP, 64, 2),
+            "echo request from outside",
+        ),
+    ];
+    for (port, frame, what) in cases {
+        expect_drop(&mut h, port, frame, DropReason::LocalUnsupported, what);
+    }
+    assert_eq!(h.counters().echo_replies, 0);
+    assert_eq!(h.drops(DropReason::LocalUnsupported), 6);
+
+    // The gateway still answers echo.
+    let input = ping(pod_mac(1), GW_MAC, pod_ip(1), GATEWAY, 64, 3);
+    let out = send_expect_one(&mut h, "pod1", input, "pod1");
+    assert_eq!(macs_of(&out), (GW_MAC, pod_mac(1)));
+    assert_eq!(ipv4_of(&out), (GATEWAY, pod_ip(1), 64));
+    let e = icmp_of(&out);
+    assert_eq!((e.ty, e.code), (0, 0), "echo reply");
+    assert_eq!(e.rest, [0x12, 0x34, 0, 3]);
+    assert_eq!(e.payload, b"xvs ping payload");
+    assert_eq!(h.counters().echo_replies, 1);
+    assert_eq!(h.counters().total_drops(), 6);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn the_node_ip_is_local_for_a_pod_of_another_node_too() {
+    let mut h = Harness::new();
+    // node2's pod pings our node IP through the tunnel.
+    let inner = ping(REMOTE_VTEP_MAC, VTEP_MAC, REMOTE_POD, NODE_IP, 64, 4);
+    h.send("uplink", vxlan_from_remote(&inner, VNI));
+    let c = h.counters();
+    assert_eq!(c.vxlan_decap, 1);
+    assert_eq!((c.echo_replies, c.icmp_errors, c.routed), (0, 0, 0));
+    assert_dropped_only(&mut h, DropReason::LocalUnsupported, 1);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn traffic_to_a_separate_vtep_address_is_local() {
+    let vtep = Ipv4Addr::new(192, 168, 50, 10);
+    let mut s = state_with_default_route();
+    s.node.vxlan.as_mut().unwrap().vtep_ip = vtep;
+    let mut h = Harness::with(s, Default::default());
+    let cases = [
+        (
+            "pod1",
+            pod_udp(1, vtep, 64, b"to the vtep"),
+            "UDP from a pod",
+        ),
+        (
+            "pod1",
+            ping(pod_mac(1), GW_MAC, pod_ip(1), vtep, 64, 1),
+            "echo request from a pod",
+        ),
+        (
+            "uplink",
+            udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, vtep, 64, b"x"),
+            "UDP (not VXLAN) from outside",
+        ),
+        // The node IP is still local when it is not the VTEP.
+        (
+            "pod2",
+            pod_udp(2, NODE_IP, 64, b"to the node"),
+            "UDP to the node IP",
+        ),
+    ];
+    for (port, frame, what) in cases {
+        expect_drop(&mut h, port, frame, DropReason::LocalUnsupported, what);
+    }
+    assert_eq!(h.counters().echo_replies, 0);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn an_echo_request_with_ip_options_is_not_answered() {
+    let mut h = Harness::new();
+    let plain = ping(pod_mac(1), GW_MAC, pod_ip(1), GATEWAY, 64, 5);
+    // One 4-byte option word (NOP, EOL, padding): IHL 6.
+    let mut with_options = plain.clone();
+    with_options.splice(14 + 20..14 + 20, [1, 0, 0, 0]);
+    with_options[14] = 0x46;
+    let total = u16::from_be_bytes([with_options[16], with_options[17]]) + 4;
+    with_options[16..18].copy_from_slice(&total.to_be_bytes());
+    fix_ipv4_checksum(&mut with_options, 14);
+    // A valid echo request by etherparse's reading: header checksum, the
+    // option bytes, ICMP checksum.
+    {
+        let p = parse_checked(&with_options);
+        let Some(etherparse::NetSlice::Ipv4(ip)) = &p.net else {
+            panic!("not IPv4")
+        };
+        assert_eq!(ip.header().ihl(), 6);
+        assert_eq!(ip.header().options(), [1, 0, 0, 0]);
+        let Some(TransportSlice::Icmpv4(icmp)) = &p.transport else {
+            panic!("not ICMP")
+        };
+        assert_eq!(
+            icmp.icmp_type(),
+            Icmpv4Type::EchoRequest(IcmpEchoHeader { id: 0x1234, seq: 5 })
+        );
+    }
+    expect_drop(
+        &mut h,
+        "pod1",
+        with_options,
+        DropReason::LocalUnsupported,
+        "echo request with IP options",
+    );
+    assert_eq!(h.counters().echo_replies, 0);
+
+    // Without the option the same request is answered.
+    let out = send_expect_one(&mut h, "pod1", plain, "pod1");
+    let e = icmp_of(&out);
+    assert_eq!((e.ty, e.code), (0, 0));
+    assert_eq!(e.rest, [0x12, 0x34, 0, 5]);
+    assert_eq!(h.counters().echo_replies, 1);
+    assert_eq!(h.counters().total_drops(), 1);
+    h.assert_no_frame_leak();
+}

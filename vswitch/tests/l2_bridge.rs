@@ -422,3 +422,172 @@ fn a_domain_with_a_single_port_has_no_flood_target() {
     expect_bridged(&mut h, "br1", f, &["br2", "br3"]);
     h.assert_no_frame_leak();
 }
+
+/// A frame from host `from` to `dst` with `ethertype` (or an 802.3 length)
+/// and `payload`, padded to the 60-byte minimum.
+fn raw_frame(from: u8, dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&host_mac(from));
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f.resize(f.len().max(60), 0);
+    f
+}
+
+/// 01:80:c2:00:00:`last`.
+fn ieee_group(last: u8) -> [u8; 6] {
+    [0x01, 0x80, 0xc2, 0x00, 0x00, last]
+}
+
+#[test]
+fn ieee_8021d_reserved_groups_are_never_bridged() {
+    let mut h = Harness::new();
+    let cases = [
+        // An STP configuration BPDU: 802.3 length, LLC 42 42 03.
+        (
+            raw_frame(1, ieee_group(0x00), 38, &[0x42, 0x42, 0x03, 0, 0, 0, 0]),
+            "STP",
+        ),
+        // A PAUSE frame: MAC control opcode 1, quanta 0xffff.
+        (
+            raw_frame(1, ieee_group(0x01), 0x8808, &[0, 1, 0xff, 0xff]),
+            "PAUSE",
+        ),
+        (raw_frame(1, ieee_group(0x02), 0x8809, &[1, 1]), "LACP"),
+        (
+            raw_frame(1, ieee_group(0x03), 0x888e, &[1, 1, 0, 0]),
+            "802.1X",
+        ),
+        (
+            raw_frame(1, ieee_group(0x0e), 0x88cc, &[0x02, 0x07, 0x04]),
+            "LLDP",
+        ),
+        (
+            frame(1, ieee_group(0x0f), b"last reserved"),
+            "01:80:c2:00:00:0f",
+        ),
+    ];
+    for (f, what) in cases {
+        expect_drop(&mut h, "br1", f, DropReason::L2Reserved, what);
+    }
+    assert_eq!(h.drops(DropReason::L2Reserved), 6);
+    assert_bridge_counts(&h, 0, 0, 0);
+
+    // Nothing was learned from them: host 1 is unknown, so this floods.
+    let f = frame(2, host_mac(1), b"to host 1");
+    expect_bridged(&mut h, "br2", f, &["br1", "br3"]);
+
+    // 01:80:c2:00:00:10 is past the reserved block: flooded like any group.
+    let f = frame(1, ieee_group(0x10), b"not reserved");
+    expect_bridged(&mut h, "br1", f, &["br2", "br3"]);
+    assert_bridge_counts(&h, 2, 0, 2);
+    assert_eq!(h.counters().total_drops(), 6);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn reserved_groups_on_a_routed_port_are_not_ours() {
+    let mut h = Harness::new();
+    // Routed ports take only what is addressed to the switch; an LLDP frame
+    // there is simply not for us.
+    let lldp = udp(pod_mac(1), ieee_group(0x0e), pod_ip(1), pod_ip(2), 64, b"x");
+    expect_drop(
+        &mut h,
+        "pod1",
+        lldp,
+        DropReason::NotOurMac,
+        "LLDP group on a pod port",
+    );
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn an_all_zero_source_mac_is_dropped() {
+    let mut h = Harness::new();
+    let zero = [0; 6];
+    let cases = [
+        (
+            "br1",
+            udp(zero, BROADCAST, host_ip(1), host_ip(2), 64, b"x"),
+            "broadcast on br1",
+        ),
+        (
+            "br2",
+            udp(zero, host_mac(3), host_ip(1), host_ip(3), 64, b"x"),
+            "unicast on br2",
+        ),
+        (
+            "pod1",
+            udp(zero, GW_MAC, pod_ip(1), pod_ip(2), 64, b"x"),
+            "to the gateway on pod1",
+        ),
+    ];
+    for (port, f, what) in cases {
+        expect_drop(&mut h, port, f, DropReason::BadSourceMac, what);
+    }
+    assert_eq!(h.drops(DropReason::BadSourceMac), 3);
+    assert_eq!(
+        h.counters().mac_learned,
+        0,
+        "a zero source is never learned"
+    );
+
+    // As a destination it is just an unknown unicast MAC: flooded.
+    let f = frame(3, zero, b"to 00:00:00:00:00:00");
+    expect_bridged(&mut h, "br3", f, &["br1", "br2"]);
+    assert_bridge_counts(&h, 1, 0, 1);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn a_new_snapshot_forgets_macs_of_a_renamed_port_only() {
+    let mut h = Harness::new();
+    h.send("br1", frame(1, BROADCAST, b"host 1 on br1"));
+    h.send("br2", frame(2, BROADCAST, b"host 2 on br2"));
+    bridge_out(&mut h);
+    let f = frame(3, host_mac(1), b"to host 1");
+    expect_bridged(&mut h, "br3", f, &["br1"]);
+    let f = frame(3, host_mac(2), b"to host 2");
+    expect_bridged(&mut h, "br3", f, &["br2"]);
+    assert_bridge_counts(&h, 2, 2, 3);
+
+    // br1's id (4) now belongs to another port of the same domain.
+    let mut s = state();
+    let br1 = s.ports.iter_mut().find(|p| p.name == "br1").unwrap();
+    br1.name = "br1-new".into();
+    let snapshot = std::sync::Arc::new(xvs_vswitch::snapshot::Snapshot::compile(&s, 2).unwrap());
+    h.worker.pipeline.set_snapshot(snapshot);
+    assert_eq!(h.worker.pipeline.snapshot().generation, 2);
+    assert_eq!(h.worker.pipeline.snapshot().port_id("br1-new"), Some(4));
+
+    // What each bridge port (ids 4, 5, 6) sent since the last look.
+    let out = |h: &mut Harness| -> [Vec<Vec<u8>>; 3] {
+        for name in ["pod1", "pod2", "pod3", "uplink"] {
+            assert!(h.sent(name).is_empty(), "a bridged frame leaked to {name}");
+        }
+        let sent = [4, 5, 6].map(|i| h.worker.ports[i].take_sent());
+        for f in sent.iter().flatten() {
+            parse_checked(f);
+        }
+        sent
+    };
+
+    // Host 2, on the unchanged br2, is still known.
+    let f = frame(3, host_mac(2), b"to host 2 again");
+    h.send("br3", f.clone());
+    assert_eq!(out(&mut h), [vec![], vec![f], vec![]]);
+
+    // Host 1 was learned on the old br1: forgotten, so the frame floods.
+    let f = frame(3, host_mac(1), b"to host 1 again");
+    h.send("br3", f.clone());
+    assert_eq!(out(&mut h), [vec![f.clone()], vec![f], vec![]]);
+
+    // Host 3 (br3, unchanged) is known too: no new learning so far.
+    let f = frame(2, host_mac(3), b"to host 3");
+    h.send("br2", f.clone());
+    assert_eq!(out(&mut h), [vec![], vec![], vec![f]]);
+    assert_bridge_counts(&h, 3, 4, 3);
+    assert_eq!(h.counters().total_drops(), 0);
+    h.assert_no_frame_leak();
+}

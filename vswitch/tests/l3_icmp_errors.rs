@@ -29,6 +29,8 @@ fn assert_error_header(e: &IcmpMsg, to: Ipv4Addr, quote_len: usize) {
     assert_eq!(e.ip.protocol, IpNumber::ICMP);
     assert_eq!(usize::from(e.ip.total_len), 20 + 8 + quote_len);
     assert_eq!(e.ip.dscp.value(), 0xc0 >> 2, "internetwork control");
+    assert_eq!(e.ip.ecn.value(), 0, "not ECN-capable");
+    assert!(e.ip.dont_fragment, "errors are sent with DF");
     assert!(!e.ip.more_fragments);
     assert_eq!(e.ip.fragment_offset.value(), 0);
     assert_eq!(e.payload.len(), quote_len);
@@ -427,7 +429,7 @@ fn the_quote_of_a_padded_frame_stops_at_the_datagram() {
 }
 
 #[test]
-fn no_icmp_error_to_a_broadcast_multicast_or_unspecified_source() {
+fn martian_sources_are_dropped_without_an_icmp_error() {
     let mut h = Harness::new();
     // Only the uplink can bring such sources (pods are held to their own).
     for src in [
@@ -440,7 +442,9 @@ fn no_icmp_error_to_a_broadcast_multicast_or_unspecified_source() {
             udp(ROUTER_MAC, UPLINK_MAC, src, pod_ip(2), 1, b"odd source"),
         );
     }
-    assert_dropped_only(&mut h, DropReason::TtlExpired, 3);
+    // Martian sources (RFC 1812 5.3.7) are dropped on input, before the
+    // TTL is even looked at, so no error can go back to them.
+    assert_dropped_only(&mut h, DropReason::MartianAddress, 3);
     assert_no_icmp_error(&h);
     h.assert_no_frame_leak();
 }
@@ -517,5 +521,157 @@ fn a_mixed_batch_is_handled_packet_by_packet() {
     assert_eq!(h.drops(DropReason::NoRoute), 1);
     assert_eq!(h.drops(DropReason::BadIpv4Checksum), 1);
     assert_eq!(c.total_drops(), 4);
+    h.assert_no_frame_leak();
+}
+
+/// An address of this node's pod CIDR that no pod has.
+const NO_SUCH_POD: Ipv4Addr = Ipv4Addr::new(10, 244, 1, 99);
+
+#[test]
+fn an_unassigned_pod_address_gets_host_unreachable() {
+    let mut h = Harness::new();
+    let input = pod_udp(1, NO_SUCH_POD, 64, b"anyone at .99?");
+    let out = send_expect_one(&mut h, "pod1", input.clone(), "pod1");
+    assert_eq!(macs_of(&out), (GW_MAC, pod_mac(1)));
+    let e = icmp_of(&out);
+    assert_eq!((e.ty, e.code), (3, 1), "host unreachable");
+    assert_eq!(e.rest, [0; 4]);
+    let orig = datagram(&input);
+    assert_error_header(&e, pod_ip(1), orig.len());
+    assert_eq!(e.payload, orig);
+    assert_eq!(h.drops(DropReason::HostUnreachable), 1);
+    assert_eq!(h.counters().total_drops(), 1);
+    assert_eq!(h.counters().icmp_errors, 1);
+
+    // The neighbour of a pod's address, with TTL 1: the missing pod is
+    // found before the TTL is looked at, as a missing route is.
+    let neighbour = Ipv4Addr::new(10, 244, 1, 10);
+    let input = pod_udp(2, neighbour, 1, b"ttl 1 to .10");
+    let out = send_expect_one(&mut h, "pod2", input.clone(), "pod2");
+    let e = icmp_of(&out);
+    assert_eq!((e.ty, e.code), (3, 1));
+    assert_error_header(&e, pod_ip(2), datagram(&input).len());
+    assert_eq!(e.payload, datagram(&input));
+
+    // From the outside, the error goes back out of the uplink.
+    let input = udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, NO_SUCH_POD, 64, b"x");
+    let out = send_expect_one(&mut h, "uplink", input.clone(), "uplink");
+    assert_eq!(macs_of(&out), (UPLINK_MAC, ROUTER_MAC));
+    let e = icmp_of(&out);
+    assert_eq!((e.ty, e.code), (3, 1));
+    assert_error_header(&e, EXTERNAL, datagram(&input).len());
+    assert_eq!(e.payload, datagram(&input));
+
+    assert_eq!(h.drops(DropReason::HostUnreachable), 3);
+    assert_eq!(h.drops(DropReason::TtlExpired), 0);
+    assert_eq!(h.counters().total_drops(), 3);
+    assert_eq!(h.counters().icmp_errors, 3);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn an_unassigned_pod_address_does_not_follow_the_default_route() {
+    let mut h = Harness::with(state_with_default_route(), PipelineConfig::default());
+    // The default route works: an address without a better route leaves
+    // through the uplink to the default router.
+    let out = send_expect_one(&mut h, "pod1", pod_udp(1, UNROUTABLE, 64, b"x"), "uplink");
+    assert_eq!(macs_of(&out), (UPLINK_MAC, DEFAULT_ROUTER_MAC));
+
+    // But the pod CIDR's free addresses are ours, not the router's: the
+    // packet is answered, not bounced to the router.
+    for (port, input) in [
+        ("pod1", pod_udp(1, NO_SUCH_POD, 64, b"from a pod")),
+        (
+            "uplink",
+            udp(
+                ROUTER_MAC,
+                UPLINK_MAC,
+                UNROUTABLE,
+                NO_SUCH_POD,
+                64,
+                b"from outside",
+            ),
+        ),
+    ] {
+        let out = send_expect_one(&mut h, port, input.clone(), port);
+        let e = icmp_of(&out);
+        assert_eq!((e.ty, e.code), (3, 1), "from {port}: host unreachable");
+        let src = ipv4_of(&input).0;
+        assert_error_header(&e, src, datagram(&input).len());
+        assert_eq!(e.payload, datagram(&input));
+        if port == "uplink" {
+            // Back toward its sender, which the default route reaches.
+            assert_eq!(macs_of(&out), (UPLINK_MAC, DEFAULT_ROUTER_MAC));
+        }
+    }
+    assert_eq!(h.drops(DropReason::HostUnreachable), 2);
+    assert_eq!(h.counters().total_drops(), 2);
+    assert_eq!(h.counters().icmp_errors, 2);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn icmp_errors_have_df_set_and_tos_0xc0_whatever_the_original_had() {
+    let mut h = Harness::new();
+    // DSCP EF, ECN CE, DF clear: none of it is copied into the error.
+    let mut input = pod_udp(1, pod_ip(2), 1, b"tos and flags");
+    input[14 + 1] = (46 << 2) | 0b11;
+    input[14 + 6] &= !0x40;
+    fix_ipv4_checksum(&mut input, 14);
+    let out = send_expect_one(&mut h, "pod1", input.clone(), "pod1");
+    let e = icmp_of(&out);
+    assert_eq!((e.ty, e.code), (11, 0), "time exceeded");
+    assert_eq!(out[14 + 1], 0xc0, "TOS byte: internetwork control, not-ECT");
+    assert_eq!(out[14 + 6] & 0xe0, 0x40, "flags: DF only");
+    assert!(e.ip.dont_fragment);
+    assert_eq!(e.ip.dscp.value(), 48);
+    assert_eq!(e.ip.ecn.value(), 0);
+    assert_error_header(&e, pod_ip(1), datagram(&input).len());
+    assert_eq!(
+        e.payload,
+        datagram(&input),
+        "the quote keeps the original TOS"
+    );
+    assert_eq!(e.payload[1], 0xbb);
+    assert_eq!(h.counters().icmp_errors, 1);
+    assert_eq!(h.drops(DropReason::TtlExpired), 1);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn the_largest_icmp_rate_does_not_break_the_rate_limiter() {
+    // u32::MAX errors per second is less than a nanosecond per token.
+    let config = PipelineConfig {
+        icmp_rate: u32::MAX,
+        ..PipelineConfig::default()
+    };
+    assert_eq!(config.icmp_burst, 50);
+    let mut h = Harness::with(state(), config);
+    // 64 expiring packets in one batch, tagged with their index: the first
+    // 50 (the burst) are answered at once.
+    let burst = |h: &mut Harness| -> Vec<u8> {
+        for i in 0..64u8 {
+            h.port("pod1").inject(pod_udp(1, pod_ip(2), 1, &[i; 4]));
+        }
+        h.run();
+        let mut quoted = Vec::new();
+        for (port, f) in h.all_sent() {
+            assert_eq!(port, "pod1");
+            let e = icmp_of(&f);
+            assert_eq!((e.ty, e.code), (11, 0));
+            quoted.push(e.payload[28]);
+        }
+        quoted
+    };
+    assert_eq!(burst(&mut h), (0..50).collect::<Vec<u8>>());
+    assert_eq!(h.counters().icmp_errors, 50);
+    assert_eq!(h.counters().icmp_rate_limited, 14);
+    // A microsecond later the bucket is full again.
+    h.now_ns += 1_000;
+    assert_eq!(burst(&mut h), (0..50).collect::<Vec<u8>>());
+    assert_eq!(h.counters().icmp_errors, 100);
+    assert_eq!(h.counters().icmp_rate_limited, 28);
+    assert_eq!(h.drops(DropReason::TtlExpired), 128);
+    assert_eq!(h.counters().total_drops(), 128);
     h.assert_no_frame_leak();
 }

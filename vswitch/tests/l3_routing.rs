@@ -310,3 +310,80 @@ fn bad_ipv4_headers_are_dropped() {
     assert_eq!(h.counters().icmp_errors, 0);
     h.assert_no_frame_leak();
 }
+
+#[test]
+fn martian_sources_from_the_uplink_are_dropped() {
+    // With a default route every destination is routable: nothing below is
+    // dropped for lack of a route.
+    let mut h = Harness::with(state_with_default_route(), Default::default());
+    let cases = [
+        (Ipv4Addr::new(127, 0, 0, 1), "loopback source"),
+        (Ipv4Addr::new(0, 1, 2, 3), "\"this network\" source"),
+        (Ipv4Addr::new(240, 0, 0, 1), "class E source"),
+        // Reverse-path check: our own pod CIDR cannot be behind the uplink.
+        (Ipv4Addr::new(10, 244, 1, 50), "source in our pod CIDR"),
+        (pod_ip(1), "source of one of our pods"),
+    ];
+    for (src, what) in cases {
+        for ttl in [64, 1] {
+            let f = udp(ROUTER_MAC, UPLINK_MAC, src, pod_ip(2), ttl, b"martian");
+            let what = format!("{what} {src}, TTL {ttl}");
+            expect_drop(&mut h, "uplink", f, DropReason::MartianAddress, &what);
+        }
+    }
+    assert_eq!(h.drops(DropReason::MartianAddress), 10);
+
+    // Ordinary outside sources still get in.
+    for src in [EXTERNAL, UNROUTABLE] {
+        let input = udp(ROUTER_MAC, UPLINK_MAC, src, pod_ip(2), 64, b"fine");
+        let out = send_expect_one(&mut h, "uplink", input.clone(), "pod2");
+        assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
+    }
+    assert_eq!(h.counters().total_drops(), 10);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn martian_destinations_are_dropped() {
+    let mut h = Harness::with(state_with_default_route(), Default::default());
+    let dsts = [
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(240, 0, 0, 1),
+        Ipv4Addr::new(0, 1, 2, 3),
+        Ipv4Addr::new(255, 255, 255, 254),
+    ];
+    for dst in dsts {
+        for ttl in [64, 1] {
+            let what = format!("to {dst}, TTL {ttl}");
+            let f = pod_udp(1, dst, ttl, b"martian");
+            expect_drop(&mut h, "pod1", f, DropReason::MartianAddress, &what);
+        }
+        let f = udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, dst, 64, b"martian");
+        let what = format!("to {dst} from outside");
+        expect_drop(&mut h, "uplink", f, DropReason::MartianAddress, &what);
+    }
+    assert_eq!(h.drops(DropReason::MartianAddress), 12);
+    // The default route itself works.
+    let out = send_expect_one(&mut h, "pod1", pod_udp(1, UNROUTABLE, 64, b"x"), "uplink");
+    assert_eq!(macs_of(&out), (UPLINK_MAC, DEFAULT_ROUTER_MAC));
+    assert_eq!(h.counters().total_drops(), 12);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn a_pod_sending_from_a_martian_source_is_a_martian_not_a_spoofer() {
+    let mut h = Harness::new();
+    // The martian check comes before the pod's source check.
+    for src in [
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::new(127, 0, 0, 1),
+        Ipv4Addr::new(240, 0, 0, 1),
+    ] {
+        let f = udp(pod_mac(1), GW_MAC, src, pod_ip(2), 64, b"dhcp-ish");
+        let what = format!("pod1 from {src}");
+        expect_drop(&mut h, "pod1", f, DropReason::MartianAddress, &what);
+    }
+    assert_eq!(h.drops(DropReason::MartianAddress), 3);
+    assert_eq!(h.drops(DropReason::SpoofedSource), 0);
+    h.assert_no_frame_leak();
+}

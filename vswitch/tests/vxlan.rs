@@ -880,24 +880,12 @@ fn vxlan_on_pod_port_is_not_decapsulated() {
         src_ip: pod_ip(1),
         ..Outer::from_remote()
     };
-    let frame = o.frame(&inner);
-    h.send("pod1", frame.clone());
+    h.send("pod1", o.frame(&inner));
     assert!(h.sent("pod2").is_empty(), "the inner packet reached pod2");
     assert_eq!(h.counters().vxlan_decap, 0);
-    // It is ordinary UDP to 192.168.50.1, for which pods have no route: net
-    // unreachable back to the pod.
-    assert_eq!(h.drops(DropReason::NoRoute), 1);
-    assert_eq!(h.counters().total_drops(), 1);
-    let back = h.sent("pod1");
-    assert_eq!(back.len(), 1);
-    assert_eq!(ipv4_of(&back[0]), (NODE_IP, pod_ip(1), 64));
-    let icmp = icmp_of(&back[0]);
-    assert_eq!((icmp.ty, icmp.code), (3, 0));
-    assert_eq!(
-        &icmp.payload[..],
-        &frame[14..14 + 548.min(frame.len() - 14)]
-    );
-    assert_nothing_sent(&mut h);
+    // It is ordinary UDP to the node's own address: local, and the switch
+    // has no UDP service.
+    assert_dropped_only(&mut h, DropReason::LocalUnsupported, 1);
     h.assert_no_frame_leak();
 }
 
@@ -922,15 +910,9 @@ fn vxlan_to_another_udp_port_is_not_decapsulated() {
         ..Outer::from_remote()
     };
     h.send("uplink", o.frame(&inner_udp(pod_ip(2), 64, PAYLOAD)));
-    // Ordinary UDP to our node address, which the pipeline has no route for:
-    // dropped (no_route), and the net-unreachable error it generates toward
-    // 192.168.50.2 has no route either (a second no_route drop).
-    let c = h.counters();
-    assert_eq!(c.vxlan_decap, 0);
-    assert_eq!(c.drops_of(DropReason::NoRoute), 2);
-    assert_eq!(c.icmp_errors, 1);
-    assert_eq!(c.total_drops(), 2);
-    assert_nothing_sent(&mut h);
+    // Ordinary UDP to our node address: local, not forwarded, no error.
+    assert_eq!(h.counters().vxlan_decap, 0);
+    assert_dropped_only(&mut h, DropReason::LocalUnsupported, 1);
     h.assert_no_frame_leak();
 }
 
@@ -986,30 +968,48 @@ fn round_trip_reply_reaches_pod() {
 #[test]
 fn decapped_packet_for_remote_pod_is_reencapsulated() {
     let mut h = Harness::new();
-    let orig = pod_udp(1, REMOTE_POD, 64, PAYLOAD);
-    h.send("pod1", orig.clone());
-    let (first, vx) = only_encap(&mut h);
-    let port = vx.udp.source_port;
-    // node2 bounces it back unchanged inside: the inner packet is still for
-    // REMOTE_POD, so it goes back into the tunnel (VXLAN in, VXLAN out).
-    h.send("uplink", turn_around_outer(&first));
-    let (second, vx) = only_encap(&mut h);
-    assert_eq!(
-        vx.udp.source_port, port,
-        "same inner flow, same outer source port"
-    );
-    let mut want = forwarded_ip(&orig);
-    decrement_ttl(&mut want);
+    // A node2 pod's packet for another node2 address, hairpinned through
+    // us (node2 routed it our way): decapsulated, routed, encapsulated
+    // straight back (VXLAN in, VXLAN out).
+    let other_remote_pod = Ipv4Addr::new(10, 244, 2, 6);
+    let inner = inner_udp(other_remote_pod, 64, PAYLOAD);
+    h.send("uplink", vxlan_from_remote(&inner, VNI));
+    let (out, vx) = only_encap(&mut h);
     assert_eq!(
         &vx.inner[14..],
-        &want[..],
-        "inner packet routed twice: TTL 62"
+        &forwarded_ip(&inner)[..],
+        "inner packet routed once: TTL 63"
     );
     assert_eq!(
-        &second[VXLAN_HDR..VXLAN_HDR + 8],
+        &out[VXLAN_HDR..VXLAN_HDR + 8],
         &[0x08, 0, 0, 0, 0, 0, 42, 0]
     );
-    assert_tunnel_counts(&mut h, (2, 1, 2, 0));
+    assert_tunnel_counts(&mut h, (1, 1, 1, 0));
+}
+
+#[test]
+fn node2_cannot_send_packets_claiming_our_pods_addresses() {
+    let mut h = Harness::new();
+    // Our own encapsulated packet, turned around by node2: its inner source
+    // is pod1, an address node2 does not own.
+    h.send("pod1", pod_udp(1, REMOTE_POD, 64, PAYLOAD));
+    let (first, _) = only_encap(&mut h);
+    h.send("uplink", turn_around_outer(&first));
+    assert_dropped_only(&mut h, DropReason::VxlanSpoofedInner, 1);
+    assert_eq!(h.counters().vxlan_decap, 0);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn vxlan_from_an_unknown_vtep_is_refused() {
+    let mut h = Harness::new();
+    let o = Outer {
+        src_ip: Ipv4Addr::new(192, 168, 50, 99),
+        ..Outer::from_remote()
+    };
+    h.send("uplink", o.frame(&inner_udp(pod_ip(2), 64, PAYLOAD)));
+    assert_dropped_only(&mut h, DropReason::VxlanUnknownPeer, 1);
+    h.assert_no_frame_leak();
 }
 
 #[test]
@@ -1028,11 +1028,11 @@ fn nested_vxlan_is_decapsulated_only_once() {
     assert!(h.sent("pod2").is_empty(), "decapsulated twice");
     let c = h.counters();
     assert_eq!(c.vxlan_decap, 1, "exactly one decapsulation");
-    // The middle packet is plain UDP to 192.168.50.1: no route; the ICMP
-    // error toward 192.168.50.2 has no route either.
-    assert_eq!(c.drops_of(DropReason::NoRoute), 2);
-    assert_eq!(c.total_drops(), 2);
-    assert_eq!(c.icmp_errors, 1);
+    // The middle packet is plain UDP to our own address, which belongs to
+    // the node's stack: delivered locally, not decapsulated again.
+    assert_eq!(c.drops_of(DropReason::LocalUnsupported), 1);
+    assert_eq!(c.total_drops(), 1);
+    assert_eq!(c.icmp_errors, 0);
     assert_nothing_sent(&mut h);
     h.assert_no_frame_leak();
 }
@@ -1096,4 +1096,190 @@ fn decapped_packet_over_pod_mtu_gets_frag_needed_through_the_tunnel() {
     assert_eq!(c.drops_of(DropReason::MtuExceeded), 1);
     assert_eq!(c.total_drops(), 1);
     h.assert_no_frame_leak();
+}
+
+// ---------------------------------------------------------------------------
+// ECN across the tunnel (RFC 6040).
+
+/// ECN codepoints (RFC 3168).
+const NOT_ECT: u8 = 0b00;
+const ECT1: u8 = 0b01;
+const ECT0: u8 = 0b10;
+const CE: u8 = 0b11;
+/// DSCP EF (46) in the upper six bits of the TOS byte.
+const DSCP_EF: u8 = 46 << 2;
+
+/// `frame` (an IPv4 frame without a tag) with TOS byte `tos` and its IPv4
+/// header checksum recomputed.
+fn with_tos(mut frame: Vec<u8>, tos: u8) -> Vec<u8> {
+    frame[14 + 1] = tos;
+    fix_ipv4_checksum(&mut frame, 14);
+    frame
+}
+
+/// node2's VXLAN frame around `inner` with outer TOS byte `tos`.
+fn from_remote_with_outer_tos(inner: &[u8], tos: u8) -> Vec<u8> {
+    let mut f = Outer::from_remote().frame(inner);
+    f[OUTER_IP + 1] = tos;
+    fix_ipv4_checksum(&mut f, OUTER_IP);
+    f
+}
+
+#[test]
+fn encap_copies_inner_ecn_to_the_outer_header_but_ce_becomes_ect0() {
+    let mut h = Harness::new();
+    let cases = [
+        (NOT_ECT, NOT_ECT, "Not-ECT"),
+        (ECT1, ECT1, "ECT(1)"),
+        (ECT0, ECT0, "ECT(0)"),
+        (CE, ECT0, "CE"),
+    ];
+    let mut n = 0;
+    for (inner_ecn, outer_ecn, what) in cases {
+        for dscp in [0, DSCP_EF] {
+            let orig = with_tos(pod_udp(1, REMOTE_POD, 64, PAYLOAD), dscp | inner_ecn);
+            h.send("pod1", orig.clone());
+            let (frame, vx) = only_encap(&mut h);
+            n += 1;
+            assert_eq!(vx.ip.ecn.value(), outer_ecn, "inner {what}: outer ECN");
+            // The DSCP is not inherited (Linux's VXLAN default, `tos 0`).
+            assert_eq!(
+                frame[OUTER_IP + 1],
+                outer_ecn,
+                "inner {what}, DSCP {dscp:#x}: outer TOS byte"
+            );
+            // The inner packet keeps its own TOS, CE included.
+            assert_eq!(
+                vx.inner[14 + 1],
+                dscp | inner_ecn,
+                "inner {what}: inner TOS"
+            );
+            assert_eq!(&vx.inner[14..], &forwarded_ip(&orig)[..], "inner {what}");
+        }
+    }
+    assert_tunnel_counts(&mut h, (n, 0, n, 0));
+}
+
+#[test]
+fn decap_outer_ce_is_copied_onto_an_ecn_capable_inner_packet() {
+    let mut h = Harness::new();
+    for inner_ecn in [ECT0, ECT1, CE] {
+        for outer_tos in [CE, DSCP_EF | CE] {
+            let inner = with_tos(inner_udp(pod_ip(2), 64, PAYLOAD), DSCP_EF | inner_ecn);
+            // What pod2 must get: the inner packet marked CE (DSCP kept),
+            // checksum valid, then routed.
+            let want = with_tos(inner.clone(), DSCP_EF | CE);
+            let frame = from_remote_with_outer_tos(&inner, outer_tos);
+            let out = expect_decap(&mut h, frame, "pod2", &want);
+            assert_eq!(
+                out[14 + 1],
+                DSCP_EF | CE,
+                "inner ECN {inner_ecn:#04b}, outer TOS {outer_tos:#x}"
+            );
+            assert_eq!(ipv4_of(&out), (REMOTE_POD, pod_ip(2), 63));
+        }
+    }
+    assert_tunnel_counts(&mut h, (0, 6, 6, 0));
+}
+
+#[test]
+fn decap_outer_ce_over_a_not_ect_inner_packet_is_dropped() {
+    let mut h = Harness::new();
+    for (inner_tos, outer_tos) in [(NOT_ECT, CE), (DSCP_EF, CE), (NOT_ECT, DSCP_EF | CE)] {
+        let inner = with_tos(inner_udp(pod_ip(2), 64, PAYLOAD), inner_tos);
+        let frame = from_remote_with_outer_tos(&inner, outer_tos);
+        let what = format!("inner TOS {inner_tos:#x}, outer TOS {outer_tos:#x}");
+        expect_drop(&mut h, "uplink", frame, DropReason::VxlanEcnDrop, &what);
+    }
+    assert_eq!(h.drops(DropReason::VxlanEcnDrop), 3);
+    h.assert_no_frame_leak();
+}
+
+#[test]
+fn decap_without_outer_ce_leaves_the_inner_ecn_alone() {
+    let mut h = Harness::new();
+    // (outer ECN, inner ECN): the inner packet is delivered as it was,
+    // apart from its TTL.
+    let cases = [
+        (ECT0, ECT1),
+        (ECT0, ECT0),
+        (NOT_ECT, CE),
+        (ECT0, CE),
+        (NOT_ECT, ECT0),
+        (ECT0, NOT_ECT),
+        (ECT1, NOT_ECT),
+    ];
+    for (outer_ecn, inner_ecn) in cases {
+        let inner = with_tos(inner_udp(pod_ip(2), 64, PAYLOAD), DSCP_EF | inner_ecn);
+        let frame = from_remote_with_outer_tos(&inner, outer_ecn);
+        let out = expect_decap(&mut h, frame, "pod2", &inner);
+        assert_eq!(
+            out[14 + 1],
+            DSCP_EF | inner_ecn,
+            "outer {outer_ecn:#04b}, inner {inner_ecn:#04b}"
+        );
+    }
+    assert_tunnel_counts(&mut h, (0, 7, 7, 0));
+}
+
+// ---------------------------------------------------------------------------
+// Which inner sources node2 may use.
+
+#[test]
+fn node2s_own_vtep_address_is_an_accepted_inner_source() {
+    let mut h = Harness::new();
+    // node2 itself reports that pod1's packet expired there: an ICMP time
+    // exceeded from its VTEP address, quoting pod1's datagram.
+    let quoted = pod_udp(1, REMOTE_POD, 1, PAYLOAD);
+    let b = etherparse::PacketBuilder::ethernet2(REMOTE_VTEP_MAC, VTEP_MAC)
+        .ipv4(REMOTE_VTEP.octets(), pod_ip(1).octets(), 64)
+        .icmpv4_raw(11, 0, [0; 4]);
+    let quote = &quoted[14..14 + 28];
+    let mut inner = Vec::with_capacity(b.size(quote.len()));
+    b.write(&mut inner, quote).unwrap();
+
+    let out = expect_decap(&mut h, vxlan_from_remote(&inner, VNI), "pod1", &inner);
+    assert_eq!(macs_of(&out), (GW_MAC, pod_mac(1)));
+    assert_eq!(ipv4_of(&out), (REMOTE_VTEP, pod_ip(1), 63));
+    let e = icmp_of(&out);
+    assert_eq!((e.ty, e.code), (11, 0));
+    assert_eq!(e.payload, quote);
+
+    // Plain UDP from node2's VTEP address too.
+    let inner = udp(
+        REMOTE_VTEP_MAC,
+        VTEP_MAC,
+        REMOTE_VTEP,
+        pod_ip(3),
+        64,
+        PAYLOAD,
+    );
+    expect_decap(&mut h, vxlan_from_remote(&inner, VNI), "pod3", &inner);
+    assert_tunnel_counts(&mut h, (0, 2, 2, 0));
+}
+
+#[test]
+fn node2_cannot_send_from_random_addresses_it_does_not_own() {
+    let mut h = Harness::new();
+    let sources = [
+        (Ipv4Addr::new(10, 244, 3, 5), "a third node's pod CIDR"),
+        (Ipv4Addr::new(10, 244, 1, 99), "our pod CIDR"),
+        (Ipv4Addr::new(8, 8, 8, 8), "the internet"),
+        (EXTERNAL, "behind our static route"),
+        (Ipv4Addr::new(192, 168, 50, 3), "next to its VTEP address"),
+        (NODE_IP, "our own VTEP address"),
+    ];
+    for (src, what) in sources {
+        let inner = udp(REMOTE_VTEP_MAC, VTEP_MAC, src, pod_ip(2), 64, PAYLOAD);
+        let f = vxlan_from_remote(&inner, VNI);
+        let what = format!("inner source {src}: {what}");
+        expect_drop(&mut h, "uplink", f, DropReason::VxlanSpoofedInner, &what);
+    }
+    assert_eq!(h.drops(DropReason::VxlanSpoofedInner), 6);
+    // Its own pod CIDR, edges included, is accepted.
+    for src in [Ipv4Addr::new(10, 244, 2, 1), Ipv4Addr::new(10, 244, 2, 254)] {
+        let inner = udp(REMOTE_VTEP_MAC, VTEP_MAC, src, pod_ip(2), 64, PAYLOAD);
+        expect_decap(&mut h, vxlan_from_remote(&inner, VNI), "pod2", &inner);
+    }
+    assert_tunnel_counts(&mut h, (0, 2, 2, 6));
 }

@@ -8,11 +8,19 @@
 //! every entry is live, new MACs are not learned (counted), and frames to
 //! them are flooded, which is what a full hardware FDB does too.
 //!
+//! Source MACs are chosen by whoever sends, so the table resists being
+//! made slow on purpose: the hasher is seeded at random (foldhash; no
+//! precomputed collisions), and a full table is swept at most once per
+//! `max_age / 16`, so a port sending random source MACs cannot turn every
+//! frame into a walk over the whole table.
+//!
 //! Concurrency: owned by one worker, no sharing. With several workers each
 //! learns what it sees; a MAC learned on one worker is flooded by another
 //! until that one sees it too, which is correct, only less efficient.
 
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 
 use crate::port::PortId;
 use xvs_control::state::MacAddr;
@@ -60,15 +68,18 @@ pub enum Learned {
 }
 
 pub struct MacTable {
-    entries: FxHashMap<Key, Entry>,
+    entries: HashMap<Key, Entry, RandomState>,
     config: MacTableConfig,
+    /// When the last sweep of a full table ran.
+    last_sweep_ns: Option<u64>,
 }
 
 impl MacTable {
     pub fn new(config: MacTableConfig) -> Self {
         MacTable {
-            entries: FxHashMap::with_capacity_and_hasher(config.capacity, Default::default()),
+            entries: HashMap::with_capacity_and_hasher(config.capacity, RandomState::default()),
             config,
+            last_sweep_ns: None,
         }
     }
 
@@ -96,7 +107,14 @@ impl MacTable {
             };
         }
         if self.entries.len() >= self.config.capacity {
-            self.sweep(now_ns);
+            let interval = (max_age / 16).max(1);
+            let due = self
+                .last_sweep_ns
+                .is_none_or(|t| now_ns.saturating_sub(t) >= interval);
+            if due {
+                self.last_sweep_ns = Some(now_ns);
+                self.sweep(now_ns);
+            }
             if self.entries.len() >= self.config.capacity {
                 return Learned::Full;
             }
@@ -204,6 +222,32 @@ mod tests {
         );
         assert_eq!(t.lookup(1, 0, C, 120), Some(1));
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_once_per_interval() {
+        // max_age 100 -> at most one sweep per 6 ns while full.
+        let mut t = table(2);
+        t.learn(1, 0, A, 1, 0);
+        t.learn(1, 0, B, 1, 200); // A has expired but is not swept yet
+        assert_eq!(
+            t.learn(1, 0, C, 1, 200),
+            Learned::New,
+            "first sweep at 200 reclaims A"
+        );
+        // Now full of live entries: the sweep at 201 happens, 202 is too soon.
+        let d = MacAddr([2, 0, 0, 0, 0, 0xd]);
+        assert_eq!(t.learn(1, 0, d, 1, 201), Learned::Full);
+        assert_eq!(
+            t.last_sweep_ns,
+            Some(200),
+            "201 is within the interval of 200"
+        );
+        assert_eq!(t.learn(1, 0, d, 1, 206), Learned::Full);
+        assert_eq!(t.last_sweep_ns, Some(206));
+        // B (seen at 200) and C (200) expire after 300; the next due sweep
+        // after that frees room.
+        assert_eq!(t.learn(1, 0, d, 1, 301), Learned::New);
     }
 
     #[test]

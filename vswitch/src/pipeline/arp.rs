@@ -12,19 +12,22 @@ use smoltcp::wire::{
     ArpHardware, ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol,
 };
 
-use super::{Next, Pipeline};
+use super::{Next, State};
 use crate::drop::DropReason;
 use crate::packet::{frame_u16, FramePool};
 use crate::port::Batch;
-use crate::snapshot::PortRole;
+use crate::snapshot::{PortRole, Snapshot};
 use crate::wire::{ARP_IPV4_LEN, ETHERNET_HEADER_LEN};
 
-impl Pipeline {
-    pub(super) fn arp_reply<P: FramePool>(&mut self, pool: &mut P, batch: &mut Batch) {
-        let Some(port) = self.snapshot.ports.get(usize::from(self.in_port)) else {
-            return;
-        };
-        let (role, our_mac) = (port.role, port.mac);
+impl State {
+    #[cold]
+    pub(super) fn arp_reply<P: FramePool>(
+        &mut self,
+        snap: &Snapshot,
+        pool: &mut P,
+        batch: &mut Batch,
+    ) {
+        let (role, our_mac) = (self.in_port.role, self.in_port.mac);
         for (i, pkt) in batch.iter_mut().enumerate() {
             if self.meta[i].next != Next::Arp {
                 continue;
@@ -43,7 +46,6 @@ impl Pipeline {
                 || arp.protocol_type() != EthernetProtocol::Ipv4
                 || arp.hardware_len() != 6
                 || arp.protocol_len() != 4
-                || payload.len() < ARP_IPV4_LEN
             {
                 self.drop_packet(i, DropReason::MalformedArp);
                 continue;
@@ -55,7 +57,7 @@ impl Pipeline {
             // asking us anything.
             if arp.operation() != ArpOperation::Request
                 || target == pod_ip
-                || !self.snapshot.proxy_arp.contains(&target)
+                || !snap.proxy_arp.contains(&target)
             {
                 self.drop_packet(i, DropReason::ArpNotForUs);
                 self.trace(i, "arp-reply", || {
@@ -75,7 +77,7 @@ impl Pipeline {
             eth.set_src_addr(ours);
             pkt.len = frame_u16(ETHERNET_HEADER_LEN + ARP_IPV4_LEN);
             self.counters.arp_replies += 1;
-            let in_port = self.in_port;
+            let in_port = self.in_port.id;
             self.output_to(i, in_port);
             self.trace(i, "arp-reply", || {
                 format!("who-has {target} tell {sender}: reply {target} is-at {our_mac}")

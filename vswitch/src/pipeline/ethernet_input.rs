@@ -1,27 +1,30 @@
 //! ethernet-input: parse the L2 header and pick the pipeline a frame enters.
 //!
-//! Bridged ports hand every frame to the learning bridge (tags and all).
-//! Routed ports (pods, uplink) take untagged frames addressed to the
-//! switch's MAC on that port, plus broadcast ARP; everything else is a
+//! Bridged ports hand every frame to the learning bridge (tags and all),
+//! except link-local IEEE 802.1D reserved groups, which a bridge must not
+//! forward. Routed ports (pods, uplink) take untagged frames addressed to
+//! the switch's MAC on that port, plus broadcast ARP; everything else is a
 //! counted drop.
 
 use smoltcp::wire::{EthernetFrame, EthernetProtocol};
 use xvs_control::state::MacAddr;
 
-use super::{Next, Pipeline};
+use super::{Next, State};
 use crate::drop::DropReason;
 use crate::packet::{frame_u16, FramePool};
 use crate::port::Batch;
-use crate::snapshot::PortRole;
+use crate::snapshot::{PortRole, Snapshot};
 use crate::wire::vlan::{self, Tag};
 use crate::wire::{ETHERNET_HEADER_LEN, ETHERTYPE_VLAN};
 
-impl Pipeline {
-    pub(super) fn ethernet_input<P: FramePool>(&mut self, pool: &mut P, batch: &mut Batch) {
-        let Some(port) = self.snapshot.ports.get(usize::from(self.in_port)) else {
-            return;
-        };
-        let (role, port_mac) = (port.role, port.mac);
+impl State {
+    pub(super) fn ethernet_input<P: FramePool>(
+        &mut self,
+        _snap: &Snapshot,
+        pool: &mut P,
+        batch: &mut Batch,
+    ) {
+        let (role, port_mac) = (self.in_port.role, self.in_port.mac);
         for (i, pkt) in batch.iter().enumerate() {
             if self.meta[i].next != Next::EthernetInput {
                 continue;
@@ -33,7 +36,7 @@ impl Pipeline {
             };
             let src = MacAddr(eth.src_addr().0);
             let dst = MacAddr(eth.dst_addr().0);
-            if src.is_multicast() {
+            if src.is_multicast() || src == MacAddr::default() {
                 self.drop_packet(i, DropReason::BadSourceMac);
                 continue;
             }
@@ -50,11 +53,11 @@ impl Pipeline {
             } else {
                 (eth.ethertype(), None, ETHERNET_HEADER_LEN)
             };
-            let m = &mut self.meta[i];
-            m.l3 = frame_u16(l3);
-            m.vid = vid.unwrap_or(0);
+            self.meta[i].l3 = frame_u16(l3);
+            self.meta[i].vid = vid.unwrap_or(0);
 
             let next = match role {
+                PortRole::Bridged { .. } if is_8021d_reserved(dst) => Err(DropReason::L2Reserved),
                 PortRole::Bridged { .. } => Ok(Next::L2Bridge),
                 PortRole::Pod { .. } | PortRole::Uplink => {
                     if vid.is_some() {
@@ -67,8 +70,6 @@ impl Pipeline {
                         }
                     } else if dst == MacAddr::BROADCAST && ethertype == EthernetProtocol::Arp {
                         Ok(Next::Arp)
-                    } else if dst.is_multicast() {
-                        Err(DropReason::UnsupportedEthertype)
                     } else {
                         Err(DropReason::NotOurMac)
                     }
@@ -84,4 +85,9 @@ impl Pipeline {
             });
         }
     }
+}
+
+/// 01:80:c2:00:00:00 through 01:80:c2:00:00:0f (IEEE 802.1D table 7-10).
+fn is_8021d_reserved(mac: MacAddr) -> bool {
+    matches!(mac.0, [0x01, 0x80, 0xc2, 0x00, 0x00, last] if last <= 0x0f)
 }

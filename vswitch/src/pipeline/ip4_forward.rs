@@ -2,7 +2,8 @@
 //! Ethernet rewrite toward the next hop.
 //!
 //! In the order Linux's `ip_forward` checks them: no route → ICMP net
-//! unreachable; TTL <= 1 → ICMP time exceeded; larger than the egress MTU →
+//! unreachable (host unreachable for an address of this node's pod CIDR
+//! that no pod has); TTL <= 1 → ICMP time exceeded; larger than the egress MTU →
 //! ICMP fragmentation needed if DF is set (xvs never fragments), else a
 //! counted drop. Only then is the packet changed: TTL decremented with the
 //! RFC 1624 incremental checksum update, MACs rewritten. Packets the switch
@@ -11,20 +12,27 @@
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet};
 
-use super::{IcmpReply, Next, Pipeline};
+use super::{IcmpReply, Next, State};
 use crate::drop::DropReason;
 use crate::packet::FramePool;
 use crate::port::Batch;
-use crate::snapshot::NextHop;
+use crate::snapshot::{NextHop, Route, Snapshot};
 use crate::wire::{checksum, VXLAN_OVERHEAD};
 
+// ICMP types and codes (RFC 792, RFC 1191).
 const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_NET_UNREACHABLE: u8 = 0;
+const ICMP_HOST_UNREACHABLE: u8 = 1;
 const ICMP_FRAG_NEEDED: u8 = 4;
 const ICMP_TIME_EXCEEDED: u8 = 11;
 
-impl Pipeline {
-    pub(super) fn ip4_forward<P: FramePool>(&mut self, pool: &mut P, batch: &mut Batch) {
+impl State {
+    pub(super) fn ip4_forward<P: FramePool>(
+        &mut self,
+        snap: &Snapshot,
+        pool: &mut P,
+        batch: &mut Batch,
+    ) {
         for (i, pkt) in batch.iter().enumerate() {
             if self.meta[i].next != Next::Ip4Forward {
                 continue;
@@ -37,7 +45,22 @@ impl Pipeline {
             let dst = ip.dst_addr();
             let (ttl, dont_frag) = (ip.hop_limit(), ip.dont_frag());
 
-            let Some(&hop) = self.snapshot.routes.lookup(u32::from(dst)) else {
+            let hop = match snap.routes.lookup(u32::from(dst)) {
+                Some(Route::Unassigned) => {
+                    self.refuse(
+                        i,
+                        DropReason::HostUnreachable,
+                        ICMP_DEST_UNREACHABLE,
+                        ICMP_HOST_UNREACHABLE,
+                        0,
+                    );
+                    self.trace(i, "ip4-forward", || format!("{dst}: no such pod"));
+                    continue;
+                }
+                Some(&Route::Via(hop)) => Some(hop),
+                None => None,
+            };
+            let Some(hop) = hop else {
                 self.refuse(
                     i,
                     DropReason::NoRoute,
@@ -55,7 +78,7 @@ impl Pipeline {
             }
             // The L3 MTU available toward the next hop.
             let mtu = match hop {
-                NextHop::Port { port, .. } => match self.snapshot.ports.get(usize::from(port)) {
+                NextHop::Port { port, .. } => match snap.ports.get(usize::from(port)) {
                     Some(out) => usize::from(out.mtu),
                     None => {
                         self.drop_packet(i, DropReason::UnknownPort);
@@ -63,16 +86,15 @@ impl Pipeline {
                     }
                 },
                 NextHop::Remote { remote } => {
-                    let Some(overlay) = &self.snapshot.overlay else {
+                    let Some(overlay) = &snap.overlay else {
                         self.drop_packet(i, DropReason::NoOverlay);
                         continue;
                     };
-                    if usize::from(remote) >= self.snapshot.remotes.len() {
+                    if usize::from(remote) >= snap.remotes.len() {
                         self.drop_packet(i, DropReason::NoOverlay);
                         continue;
                     }
-                    let uplink_mtu = self
-                        .snapshot
+                    let uplink_mtu = snap
                         .ports
                         .get(usize::from(overlay.uplink))
                         .map_or(0, |p| usize::from(p.mtu));
@@ -113,7 +135,7 @@ impl Pipeline {
             }
             match hop {
                 NextHop::Port { port, mac } => {
-                    let src = self.snapshot.ports[usize::from(port)].mac;
+                    let src = snap.ports[usize::from(port)].mac;
                     let mut eth = EthernetFrame::new_unchecked(&mut data[..]);
                     eth.set_dst_addr(EthernetAddress(mac.0));
                     eth.set_src_addr(EthernetAddress(src.0));
@@ -127,14 +149,12 @@ impl Pipeline {
             self.counters.routed += 1;
             if self.trace.is_some() {
                 let note = match hop {
-                    NextHop::Port { port, mac } => format!(
-                        "{dst}: out {} to {mac}",
-                        self.snapshot.ports[usize::from(port)].name
-                    ),
-                    NextHop::Remote { remote } => format!(
-                        "{dst}: vxlan to {}",
-                        self.snapshot.remotes[usize::from(remote)].name
-                    ),
+                    NextHop::Port { port, mac } => {
+                        format!("{dst}: out {} to {mac}", snap.ports[usize::from(port)].name)
+                    }
+                    NextHop::Remote { remote } => {
+                        format!("{dst}: vxlan to {}", snap.remotes[usize::from(remote)].name)
+                    }
                 };
                 self.trace(i, "ip4-forward", || note);
             }

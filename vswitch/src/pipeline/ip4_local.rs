@@ -1,24 +1,31 @@
-//! ip4-local: packets addressed to the switch itself (the pod gateway).
+//! ip4-local: packets addressed to the switch itself.
 //!
-//! The gateway answers ICMP echo, so `ping 169.254.1.1` from a pod works as
-//! it does with Calico. The reply is built in the request's frame (swap the
-//! addresses, flip the type, patch both checksums) and routed back like any
-//! packet. Anything else sent to the gateway is counted and dropped: it has
-//! no services.
+//! The pod gateway answers ICMP echo, so `ping 169.254.1.1` from a pod works
+//! as it does with Calico. The reply is built in the request's frame (swap
+//! the addresses, flip the type, patch both checksums) and routed back like
+//! any packet. An echo request carrying IP options is not answered: RFC 1122
+//! 3.2.2.6 would have a reply reverse a source route and update a record
+//! route, which the in-place reply does not do. Everything else addressed to
+//! the switch (other protocols; the node and VTEP addresses, whose traffic
+//! belongs to the node's own stack) is counted and dropped.
 
 use smoltcp::wire::{Icmpv4Message, Icmpv4Packet, IpProtocol, Ipv4Packet};
 
-use super::{Next, Pipeline};
+use super::{Next, State, ORIGINATED_TTL};
 use crate::drop::DropReason;
 use crate::packet::FramePool;
 use crate::port::Batch;
-use crate::wire::checksum;
+use crate::snapshot::Snapshot;
+use crate::wire::{checksum, IPV4_HEADER_LEN};
 
-/// TTL of packets the switch originates (Linux's default).
-pub(super) const ORIGINATED_TTL: u8 = 64;
-
-impl Pipeline {
-    pub(super) fn ip4_local<P: FramePool>(&mut self, pool: &mut P, batch: &mut Batch) {
+impl State {
+    #[cold]
+    pub(super) fn ip4_local<P: FramePool>(
+        &mut self,
+        snap: &Snapshot,
+        pool: &mut P,
+        batch: &mut Batch,
+    ) {
         for (i, pkt) in batch.iter().enumerate() {
             if self.meta[i].next != Next::Ip4Local {
                 continue;
@@ -26,7 +33,12 @@ impl Pipeline {
             let l3 = usize::from(self.meta[i].l3);
             let data = pkt.data_mut(pool);
             let mut ip = Ipv4Packet::new_unchecked(&mut data[l3..]);
-            if ip.next_header() != IpProtocol::Icmp || ip.more_frags() || ip.frag_offset() != 0 {
+            if ip.dst_addr() != snap.gateway_ip
+                || ip.next_header() != IpProtocol::Icmp
+                || usize::from(ip.header_len()) != IPV4_HEADER_LEN
+                || ip.more_frags()
+                || ip.frag_offset() != 0
+            {
                 self.drop_packet(i, DropReason::LocalUnsupported);
                 continue;
             }

@@ -11,25 +11,25 @@
 //! the pool (the last port gets the original); when the pool runs dry the
 //! missing copies are counted as drops.
 
-use std::sync::Arc;
-
 use smoltcp::wire::EthernetFrame;
 use xvs_control::state::MacAddr;
 
-use super::{Next, Pipeline};
+use super::{Next, State};
 use crate::drop::DropReason;
 use crate::l2::mac_table::Learned;
 use crate::packet::{FramePool, Packet};
 use crate::port::Batch;
-use crate::snapshot::PortRole;
+use crate::snapshot::{PortRole, Snapshot};
 
-impl Pipeline {
-    pub(super) fn l2_bridge<P: FramePool>(&mut self, pool: &mut P, batch: &mut Batch) {
-        let snap = Arc::clone(&self.snapshot);
-        let in_port = self.in_port;
-        let Some(PortRole::Bridged { domain }) =
-            snap.ports.get(usize::from(in_port)).map(|p| p.role)
-        else {
+impl State {
+    pub(super) fn l2_bridge<P: FramePool>(
+        &mut self,
+        snap: &Snapshot,
+        pool: &mut P,
+        batch: &mut Batch,
+    ) {
+        let in_port = self.in_port.id;
+        let PortRole::Bridged { domain } = self.in_port.role else {
             return;
         };
         let members = snap
@@ -55,7 +55,12 @@ impl Pipeline {
             };
             // A learned port that left the domain (new snapshot) is not a
             // destination any more: flood instead.
-            match known.filter(|p| members.contains(p)) {
+            let in_domain = |p: &u16| {
+                snap.ports
+                    .get(usize::from(*p))
+                    .is_some_and(|p| p.role == PortRole::Bridged { domain })
+            };
+            match known.filter(in_domain) {
                 Some(port) if port == in_port => {
                     self.drop_packet(i, DropReason::L2SameSegment);
                     self.trace(i, "l2-bridge", || {
@@ -78,8 +83,9 @@ impl Pipeline {
     }
 
     /// Sends packet `i` to every member of its domain but the in-port.
+    #[cold]
     fn flood<P: FramePool>(&mut self, pool: &mut P, i: usize, pkt: Packet, members: &[u16]) {
-        let in_port = self.in_port;
+        let in_port = self.in_port.id;
         let mut targets = members.iter().copied().filter(|&p| p != in_port);
         let Some(last) = targets.next_back() else {
             self.drop_packet(i, DropReason::L2NoFloodTarget);

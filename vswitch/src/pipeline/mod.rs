@@ -13,7 +13,7 @@
 //! ethernet-input ─┬─ bridged port ─────────────────────────────► l2-bridge ─► output
 //!                 ├─ ARP ► arp-reply ──────────────────────────────────────► output
 //!                 └─ IPv4 ► ip4-input ─┬─ VXLAN to our VTEP ► vxlan-decap ─► ip4-input (inner)
-//!                                      ├─ to the gateway ► ip4-local (echo) ─► ip4-forward
+//!                                      ├─ to the switch itself ► ip4-local (echo) ─► ip4-forward
 //!                                      └─ ip4-forward ─┬─ port ──────────────────► output
 //!                                                      ├─ overlay ► vxlan-encap ─► output
 //!                                                      └─ TTL/no route/MTU ► icmp-error ─► ip4-forward
@@ -49,7 +49,8 @@ use crate::drop::{Counters, DropReason};
 use crate::l2::{MacTable, MacTableConfig};
 use crate::packet::{FramePool, Packet};
 use crate::port::{Batch, PortId, BATCH_SIZE};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{PortRole, Snapshot};
+use xvs_control::state::MacAddr;
 
 /// The stage a packet waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +121,9 @@ pub const STAGE_ORDER: [Next; 11] = [
     Next::VxlanEncap,
     Next::L2Bridge,
 ];
+
+/// TTL of packets the switch originates (Linux's default).
+pub(super) const ORIGINATED_TTL: u8 = 64;
 
 /// ICMP error to send back in place of a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,7 +217,7 @@ impl TokenBucket {
         TokenBucket {
             tokens: burst,
             burst,
-            ns_per_token: 1_000_000_000 / u64::from(rate.max(1)),
+            ns_per_token: (1_000_000_000 / u64::from(rate.max(1))).max(1),
             last_ns: 0,
         }
     }
@@ -235,78 +239,121 @@ impl TokenBucket {
     }
 }
 
-/// The packet pipeline of one worker: its tables, counters and queues.
+/// The packet pipeline of one worker: the snapshot it reads and the state
+/// it changes.
 pub struct Pipeline {
+    /// Shared, immutable; stages borrow it for a whole batch without
+    /// touching its reference count (a write other cores would see).
     snapshot: Arc<Snapshot>,
+    state: State,
+}
+
+/// The in-port of the batch being processed, resolved once per batch.
+#[derive(Debug, Clone, Copy)]
+struct InPort {
+    id: PortId,
+    role: PortRole,
+    /// The switch's MAC on this port.
+    mac: MacAddr,
+}
+
+/// Everything a pipeline changes while it runs. Owned by one worker and
+/// never shared, so no field needs an atomic. Hot fields (touched for every
+/// batch) come first; the whole struct starts on a cache line.
+#[repr(C, align(64))]
+struct State {
     meta: [Meta; BATCH_SIZE],
     /// One bit per stage ([`Next::bit`]) that some packet of the batch may
     /// wait for: set by every assignment of `Meta::next` (all go through
-    /// [`Pipeline::set_next`]), cleared when the stage runs. Stages nobody
+    /// [`State::set_next`]), cleared when the stage runs. Stages nobody
     /// waits for are skipped without looking at the batch.
     pending: u16,
+    in_port: InPort,
+    now_ns: u64,
+    counters: Counters,
     /// Transmit queues, indexed by port. Each input packet produces at most
     /// one packet per port, so a queue never holds more than a batch
     /// between flushes.
     tx: Vec<Batch>,
     mac_table: MacTable,
     icmp_limiter: TokenBucket,
-    now_ns: u64,
-    in_port: PortId,
-    pub counters: Counters,
     trace: Option<Vec<TraceEvent>>,
 }
 
 impl Pipeline {
     pub fn new(snapshot: Arc<Snapshot>, config: PipelineConfig) -> Self {
         let tx = (0..snapshot.ports.len()).map(|_| Batch::new()).collect();
-        Pipeline {
-            snapshot,
+        let state = State {
             meta: [Meta::new(); BATCH_SIZE],
             pending: 0,
+            in_port: InPort {
+                id: 0,
+                role: PortRole::Uplink,
+                mac: MacAddr::default(),
+            },
+            now_ns: 0,
+            counters: Counters::default(),
             tx,
             mac_table: MacTable::new(config.mac_table),
             icmp_limiter: TokenBucket::new(config.icmp_rate, config.icmp_burst),
-            now_ns: 0,
-            in_port: 0,
-            counters: Counters::default(),
             trace: None,
-        }
+        };
+        Pipeline { snapshot, state }
     }
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
     }
 
-    /// Switches to a new snapshot. The transmit queues must have been
-    /// flushed (the worker does this between batches). MAC entries of ports
-    /// that no longer exist are forgotten.
+    /// This worker's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.state.counters
+    }
+
+    /// Switches to a new snapshot between batches. MAC entries learned on a
+    /// port id whose port is gone or changed are forgotten.
+    ///
+    /// # Panics
+    /// If a transmit queue still holds packets: the worker flushes them
+    /// after every batch, so this is a caller bug, not an input.
     pub fn set_snapshot(&mut self, snapshot: Arc<Snapshot>) {
-        debug_assert!(
-            self.tx.iter().all(|q| q.is_empty()),
+        let st = &mut self.state;
+        assert!(
+            st.tx.iter().all(|q| q.is_empty()),
             "set_snapshot with unflushed queues"
         );
-        for port in snapshot.ports.len()..self.snapshot.ports.len() {
-            if let Ok(port) = PortId::try_from(port) {
-                self.mac_table.flush_port(port);
+        for (idx, old) in self.snapshot.ports.iter().enumerate() {
+            let same = snapshot
+                .ports
+                .get(idx)
+                .is_some_and(|new| new.name == old.name && new.role == old.role);
+            if let (false, Ok(id)) = (same, PortId::try_from(idx)) {
+                st.mac_table.flush_port(id);
             }
         }
-        self.tx.resize_with(snapshot.ports.len(), Batch::new);
+        st.tx.resize_with(snapshot.ports.len(), Batch::new);
         self.snapshot = snapshot;
     }
 
     /// Starts recording every stage decision (for `trace` and the demo).
     pub fn enable_trace(&mut self) {
-        self.trace = Some(Vec::new());
+        self.state.trace = Some(Vec::new());
     }
 
     /// Takes the decisions recorded since the last call.
     pub fn take_trace(&mut self) -> Vec<TraceEvent> {
-        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
+        self.state
+            .trace
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
-    /// The transmit queue of each port, to be flushed by the worker.
+    /// The transmit queue of each port that has packets, to be flushed by
+    /// the worker.
     pub fn tx_queues(&mut self) -> impl Iterator<Item = (PortId, &mut Batch)> {
-        self.tx
+        self.state
+            .tx
             .iter_mut()
             .enumerate()
             .filter(|(_, q)| !q.is_empty())
@@ -323,39 +370,52 @@ impl Pipeline {
         batch: &mut Batch,
         now_ns: u64,
     ) {
-        self.now_ns = now_ns;
-        self.in_port = in_port;
+        let snap: &Snapshot = &self.snapshot;
+        let st = &mut self.state;
+        st.now_ns = now_ns;
         let n = batch.len();
-        for m in &mut self.meta[..n] {
+        for m in &mut st.meta[..n] {
             *m = Meta::new();
         }
-        self.pending = Next::EthernetInput.bit();
-        if usize::from(in_port) >= self.snapshot.ports.len() {
-            for i in 0..n {
-                self.drop_packet(i, DropReason::UnknownPort);
+        st.pending = Next::EthernetInput.bit();
+        match snap.ports.get(usize::from(in_port)) {
+            Some(port) => {
+                st.in_port = InPort {
+                    id: in_port,
+                    role: port.role,
+                    mac: port.mac,
+                }
+            }
+            None => {
+                for i in 0..n {
+                    st.drop_packet(i, DropReason::UnknownPort);
+                }
             }
         }
         for stage in STAGE_ORDER {
-            if self.pending & stage.bit() == 0 {
+            if st.pending & stage.bit() == 0 {
                 continue;
             }
-            self.pending &= !stage.bit();
+            st.pending &= !stage.bit();
             match stage {
-                Next::EthernetInput => self.ethernet_input(pool, batch),
-                Next::Arp => self.arp_reply(pool, batch),
-                Next::Ip4Input => self.ip4_input(pool, batch),
-                Next::VxlanDecap => self.vxlan_decap(pool, batch),
-                Next::Ip4Local => self.ip4_local(pool, batch),
-                Next::Ip4Forward => self.ip4_forward(pool, batch),
-                Next::IcmpError => self.icmp_error(pool, batch),
-                Next::VxlanEncap => self.vxlan_encap(pool, batch),
-                Next::L2Bridge => self.l2_bridge(pool, batch),
+                Next::EthernetInput => st.ethernet_input(snap, pool, batch),
+                Next::Arp => st.arp_reply(snap, pool, batch),
+                Next::Ip4Input => st.ip4_input(snap, pool, batch),
+                Next::VxlanDecap => st.vxlan_decap(snap, pool, batch),
+                Next::Ip4Local => st.ip4_local(snap, pool, batch),
+                Next::Ip4Forward => st.ip4_forward(snap, pool, batch),
+                Next::IcmpError => st.icmp_error(snap, pool, batch),
+                Next::VxlanEncap => st.vxlan_encap(snap, pool, batch),
+                Next::L2Bridge => st.l2_bridge(snap, pool, batch),
+                // Not stages: handled by `output` below.
                 Next::Output | Next::Drop | Next::Done => {}
             }
         }
-        self.output(pool, batch);
+        st.output(pool, batch);
     }
+}
 
+impl State {
     /// Last stage: queue what is ready, count and free the rest.
     fn output<P: FramePool>(&mut self, pool: &mut P, batch: &mut Batch) {
         for (i, pkt) in batch.drain(..).enumerate() {
@@ -371,7 +431,7 @@ impl Pipeline {
                 stuck => {
                     // A stage forgot to decide. Count it rather than leak.
                     debug_assert!(false, "packet {i} left waiting for {stuck:?}");
-                    self.counters.count_drop(DropReason::UnknownPort);
+                    self.counters.count_drop(DropReason::Internal);
                     pool.free(pkt.frame);
                 }
             }

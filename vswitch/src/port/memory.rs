@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 
 use super::{Batch, Port};
-use crate::packet::{frame_u16, FramePool, Packet, HEADROOM, MAX_FRAME_LEN};
+use crate::packet::{FramePool, MAX_FRAME_LEN};
 
 /// A port whose "wire" is two in-process queues.
 #[derive(Default)]
@@ -66,25 +66,16 @@ impl<P: FramePool> Port<P> for MemoryPort {
             let Some(bytes) = self.rx.pop_front() else {
                 break;
             };
-            let Some(len) = u16::try_from(bytes.len())
-                .ok()
-                .filter(|&l| usize::from(l) <= MAX_FRAME_LEN)
-            else {
+            if bytes.len() > MAX_FRAME_LEN {
                 self.rx_dropped += 1;
                 continue;
-            };
-            let Some(frame) = pool.alloc() else {
+            }
+            let Some(pkt) = pool.alloc_with(&bytes) else {
                 // No frame to receive into: leave it on the wire for the
                 // next poll, as a NIC with an empty fill ring would.
                 self.rx.push_front(bytes);
                 break;
             };
-            let pkt = Packet {
-                frame,
-                head: frame_u16(HEADROOM),
-                len,
-            };
-            pkt.data_mut(pool).copy_from_slice(&bytes);
             batch.push(pkt);
             added += 1;
         }

@@ -5,8 +5,8 @@
 //! worker's [`FramePool`] because the port's rings live in it: an AF_XDP
 //! port refills its fill ring from the pool on receive and returns completed
 //! frames to it on transmit; the in-memory port copies bytes in and out of
-//! it. Implementations: [`MemoryPort`] (tests, benchmarks, the demo), the
-//! AF_XDP port (issue #4) and a pcap replay port.
+//! it. Implemented by [`MemoryPort`] (tests, benchmarks, the demo); the
+//! AF_XDP port (issue #4) and a pcap replay port are to come.
 
 mod memory;
 

@@ -37,3 +37,42 @@ pub const ETHERTYPE_VLAN: u16 = 0x8100;
 /// outer Ethernet + IPv4 + UDP + VXLAN.
 pub const VXLAN_OVERHEAD: usize =
     ETHERNET_HEADER_LEN + IPV4_HEADER_LEN + UDP_HEADER_LEN + vxlan::HEADER_LEN;
+
+/// The fields of an option-less IPv4 header the switch writes itself (ICMP
+/// errors, VXLAN outer headers).
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Header {
+    pub src: core::net::Ipv4Addr,
+    pub dst: core::net::Ipv4Addr,
+    pub protocol: IpProtocol,
+    /// Header plus payload, in bytes.
+    pub total_len: u16,
+    /// DSCP and ECN as one byte (the old TOS field).
+    pub tos: u8,
+    pub ttl: u8,
+    pub dont_frag: bool,
+}
+
+impl Ipv4Header {
+    /// Writes this header, checksum included, at the start of `buf`, which
+    /// must hold at least [`IPV4_HEADER_LEN`] bytes.
+    pub fn emit(&self, buf: &mut [u8]) {
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[..IPV4_HEADER_LEN]);
+        ip.set_version(4);
+        ip.set_header_len(20);
+        ip.set_dscp(self.tos >> 2);
+        ip.set_ecn(self.tos & 3);
+        ip.set_total_len(self.total_len);
+        // ID 0 is fine with DF set (RFC 6864 section 4.1); the switch only
+        // writes headers that are never fragmented.
+        ip.set_ident(0);
+        ip.clear_flags();
+        ip.set_dont_frag(self.dont_frag);
+        ip.set_frag_offset(0);
+        ip.set_hop_limit(self.ttl);
+        ip.set_next_header(self.protocol);
+        ip.set_src_addr(self.src);
+        ip.set_dst_addr(self.dst);
+        ip.fill_checksum();
+    }
+}

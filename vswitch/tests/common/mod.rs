@@ -179,7 +179,7 @@ impl Harness {
     }
 
     pub fn counters(&self) -> &Counters {
-        &self.worker.pipeline.counters
+        self.worker.pipeline.counters()
     }
 
     pub fn drops(&self, reason: DropReason) -> u64 {
@@ -655,4 +655,20 @@ pub fn fix_ipv4_checksum(frame: &mut [u8], l3: usize) {
     frame[l3 + 11] = 0;
     let sum = checksum(&frame[l3..end]);
     frame[l3 + 10..l3 + 12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Next hop of the default route of `state_with_default_route`.
+pub const DEFAULT_ROUTER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0xfe, 0x00];
+
+/// The test state plus a static default route, 0.0.0.0/0 out of the uplink
+/// to `DEFAULT_ROUTER_MAC`: every destination has a route, so a packet
+/// that is not forwarded was refused on purpose.
+pub fn state_with_default_route() -> DesiredState {
+    let mut s = state();
+    s.routes.push(RouteSpec {
+        prefix: "0.0.0.0/0".parse().unwrap(),
+        port: "uplink".into(),
+        next_hop_mac: MacAddr(DEFAULT_ROUTER_MAC),
+    });
+    s
 }
