@@ -22,11 +22,11 @@ demo: deps
 ## tests, and each benchmark once in test mode (so they keep working).
 test: deps lint unit
 
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-unit:
+unit: deps
 	@bash scripts/cargo-test-summary.sh
 
 ## Criterion benchmarks of the pipeline, printed as a table of ns/packet.

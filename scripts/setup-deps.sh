@@ -5,13 +5,14 @@
 # Called by every Makefile target that builds or runs anything.
 set -euo pipefail
 
-# Build: clang/llvm compile the XDP programs, libelf/zlib are libbpf's,
-# libpcap/m4/pkg-config are what xsk-rs and libbpf-sys build against.
-# Test: iproute2 for network namespaces and veth pairs, tshark as an
-# independent dissector, python3 for small report helpers.
+# Build: a C toolchain for -sys crates; clang/llvm compile the XDP
+# programs, libelf/zlib are libbpf's, libpcap/m4/pkg-config are what xsk-rs
+# and libbpf-sys build against (the AF_XDP datapath, issue #4).
+# Test: iproute2 for the network namespaces and veth pairs of the
+# end-to-end tests.
 PACKAGES=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4
-  iproute2 iputils-ping tshark python3 jq
+  iproute2
 )
 
 missing=()
@@ -29,14 +30,11 @@ if ((${#missing[@]})); then
   fi
   echo "setup-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  # tshark asks whether non-root users may capture; the answer does not matter
-  # to us (tests run as root), but the question must not block a CI run.
-  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  apt-get update -qq
+    apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "setup-deps: cargo not found. xvs needs a Rust toolchain >= 1.80 (rustup)." >&2
+  echo "setup-deps: cargo not found. xvs needs a Rust toolchain >= 1.85 (rustup)." >&2
   exit 1
 fi
