@@ -27,6 +27,30 @@ pub const MIN_MTU: u16 = 68;
 #[allow(clippy::cast_possible_truncation)] // 1774, checked by the test below
 pub const MAX_MTU: u16 = (MAX_FRAME_LEN - ETHERNET_HEADER_LEN - vlan::TAG_LEN) as u16;
 
+/// An IPv4 prefix in the form the datapath tests it: one AND, one compare
+/// (`Ipv4Net::contains` rebuilds the netmask on every call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix4 {
+    net: u32,
+    mask: u32,
+}
+
+impl From<Ipv4Net> for Prefix4 {
+    fn from(n: Ipv4Net) -> Self {
+        Prefix4 {
+            net: u32::from(n.network()),
+            mask: u32::from(n.netmask()),
+        }
+    }
+}
+
+impl Prefix4 {
+    #[inline]
+    pub fn contains(self, a: Ipv4Addr) -> bool {
+        u32::from(a) & self.mask == self.net
+    }
+}
+
 /// What a port is, as the pipeline sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PortRole {
@@ -85,6 +109,8 @@ pub struct Overlay {
 pub struct Remote {
     pub name: String,
     pub pod_cidr: Ipv4Net,
+    /// `pod_cidr`, for the datapath.
+    pub pod_prefix: Prefix4,
     pub vtep_ip: Ipv4Addr,
     pub vtep_mac: MacAddr,
     pub underlay_mac: MacAddr,
@@ -100,6 +126,8 @@ pub struct Snapshot {
     pub node_ip: Ipv4Addr,
     /// This node's pod CIDR.
     pub pod_cidr: Ipv4Net,
+    /// `pod_cidr`, for the datapath.
+    pub pod_prefix: Prefix4,
     /// The pod gateway: answers ARP and ICMP echo.
     pub gateway_ip: Ipv4Addr,
     /// Addresses the switch answers ARP for on pod ports (gateway included).
@@ -290,6 +318,7 @@ impl Snapshot {
             remotes.push(Remote {
                 name: r.name.clone(),
                 pod_cidr: r.pod_cidr,
+                pod_prefix: r.pod_cidr.into(),
                 vtep_ip: r.vtep_ip,
                 vtep_mac: r.vtep_mac,
                 underlay_mac: r.underlay_mac,
@@ -335,6 +364,7 @@ impl Snapshot {
             routes,
             node_ip: node.node_ip,
             pod_cidr: node.pod_cidr,
+            pod_prefix: node.pod_cidr.into(),
             gateway_ip: node.gateway_ip,
             proxy_arp,
             overlay,

@@ -69,6 +69,7 @@ impl State {
     }
 }
 
+#[inline]
 fn classify(
     snap: &Snapshot,
     role: PortRole,
@@ -81,7 +82,9 @@ fn classify(
     }
     match role {
         PortRole::Pod { ip: pod_ip } if src != pod_ip => return Err(DropReason::SpoofedSource),
-        PortRole::Uplink if snap.pod_cidr.contains(&src) => return Err(DropReason::MartianAddress),
+        PortRole::Uplink if snap.pod_prefix.contains(src) => {
+            return Err(DropReason::MartianAddress)
+        }
         _ => {}
     }
     if dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified() {

@@ -95,7 +95,7 @@ impl State {
             let inner_ip = inner.get(ETHERNET_HEADER_LEN..ETHERNET_HEADER_LEN + IPV4_HEADER_LEN);
             if let Some(h) = inner_ip {
                 let inner_src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-                if !remote.pod_cidr.contains(&inner_src) && inner_src != remote.vtep_ip {
+                if !remote.pod_prefix.contains(inner_src) && inner_src != remote.vtep_ip {
                     self.drop_packet(i, DropReason::VxlanSpoofedInner);
                     self.trace(i, "vxlan-decap", || {
                         format!("inner source {inner_src} not owned by {}", remote.name)
