@@ -1,0 +1,354 @@
+//! The flow table against the usual alternatives, on the same keys in the
+//! same run: `std::collections::HashMap` behind an `RwLock`, and `DashMap`
+//! (both with foldhash, the fastest general-purpose hasher, so the
+//! comparison is of the tables, not of SipHash).
+//!
+//! For 1K, 100K, 1M and 4M flows (IPv4 5-tuples, random), in ns per
+//! operation, median of `XVS_BENCH_REPS` runs (default 5):
+//! - `lookup`: one key at a time, random keys, all hits;
+//! - `batch32`: 32 keys per call (ours: `lookup_batch`; the others: 32
+//!   gets under one read-lock acquisition / in a loop);
+//! - `insert`: filling an empty table to the size;
+//! - `+writer`: `batch32` lookups on one core while a thread on the other
+//!   core inserts and removes other keys of the same table as fast as it
+//!   can;
+//! - `+writer elsewhere`: the same writer working on a separate table of the
+//!   same kind: the control that shows what the machine itself loses to a
+//!   busy second core (shared L3, memory bandwidth, a host that may run the
+//!   two vCPUs on one physical core). The difference between the two is
+//!   what sharing the table costs.
+//!
+//! Prints a Markdown table and writes JSON to `XVS_BENCH_JSON` if set. When
+//! `XVS_DPDK_CSV` names the output of `scripts/dpdk-hash-bench.sh`, DPDK's
+//! own rte_hash numbers from the same machine and run are printed beside
+//! ours. `cargo bench -p xvs-flowtable` runs it; `make bench-flowtable`
+//! runs both.
+
+// Test data is made by narrowing random numbers on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use dashmap::DashMap;
+use foldhash::fast::RandomState;
+use xvs_flowtable::{FlowKey, FlowState, FlowTable, FlowValue};
+
+const BATCH: usize = 32;
+/// Lookups per timed run.
+const LOOKUPS: usize = 1 << 20;
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // splitmix64
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+fn random_keys(n: usize, seed: u64) -> Vec<FlowKey> {
+    let mut rng = Rng(seed);
+    (0..n)
+        .map(|_| {
+            let r = rng.next();
+            FlowKey::v4(
+                (r >> 48) as u16 & 0xff,
+                if r & 1 == 0 { 6 } else { 17 },
+                Ipv4Addr::from((r >> 16) as u32),
+                (r >> 32) as u16,
+                Ipv4Addr::from(rng.next() as u32),
+                443,
+            )
+        })
+        .collect()
+}
+
+/// The three contenders behind one interface.
+trait Table: Sync + Send {
+    fn name(&self) -> &'static str;
+    fn insert(&self, k: &FlowKey, v: u64);
+    fn remove(&self, k: &FlowKey);
+    fn get(&self, k: &FlowKey) -> Option<u64>;
+    /// Looks up a batch; returns the number of hits.
+    fn get_batch(&self, ks: &[FlowKey]) -> usize;
+}
+
+struct Ours(FlowTable);
+impl Table for Ours {
+    fn name(&self) -> &'static str {
+        "xvs FlowTable"
+    }
+    fn insert(&self, k: &FlowKey, v: u64) {
+        self.0
+            .insert(k, FlowValue::from_bits(v), FlowState::Established, 0);
+    }
+    fn remove(&self, k: &FlowKey) {
+        self.0.remove(k);
+    }
+    fn get(&self, k: &FlowKey) -> Option<u64> {
+        self.0.lookup(k).map(|h| h.value.to_bits())
+    }
+    fn get_batch(&self, ks: &[FlowKey]) -> usize {
+        let mut out = [None; BATCH];
+        self.0.lookup_batch(ks, &mut out);
+        out.iter().filter(|h| h.is_some()).count()
+    }
+}
+
+struct Locked(RwLock<HashMap<FlowKey, u64, RandomState>>);
+impl Table for Locked {
+    fn name(&self) -> &'static str {
+        "RwLock<HashMap>"
+    }
+    fn insert(&self, k: &FlowKey, v: u64) {
+        self.0.write().unwrap().insert(*k, v);
+    }
+    fn remove(&self, k: &FlowKey) {
+        self.0.write().unwrap().remove(k);
+    }
+    fn get(&self, k: &FlowKey) -> Option<u64> {
+        self.0.read().unwrap().get(k).copied()
+    }
+    fn get_batch(&self, ks: &[FlowKey]) -> usize {
+        let map = self.0.read().unwrap();
+        ks.iter().filter(|k| map.contains_key(k)).count()
+    }
+}
+
+struct Dash(DashMap<FlowKey, u64, RandomState>);
+impl Table for Dash {
+    fn name(&self) -> &'static str {
+        "DashMap"
+    }
+    fn insert(&self, k: &FlowKey, v: u64) {
+        self.0.insert(*k, v);
+    }
+    fn remove(&self, k: &FlowKey) {
+        self.0.remove(k);
+    }
+    fn get(&self, k: &FlowKey) -> Option<u64> {
+        self.0.get(k).map(|v| *v)
+    }
+    fn get_batch(&self, ks: &[FlowKey]) -> usize {
+        ks.iter().filter(|k| self.0.contains_key(k)).count()
+    }
+}
+
+/// A table with room for `n` flows (the churn keys of the concurrent
+/// writer included, so that nothing is evicted).
+fn make(kind: usize, n: usize) -> Box<dyn Table> {
+    match kind {
+        0 => Box::new(Ours(FlowTable::with_capacity_and_seed(n, 0x5eed))),
+        1 => Box::new(Locked(RwLock::new(HashMap::with_capacity_and_hasher(
+            n,
+            RandomState::default(),
+        )))),
+        _ => Box::new(Dash(DashMap::with_capacity_and_hasher(
+            n,
+            RandomState::default(),
+        ))),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn pin(core: usize) {
+    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(core).copied()) {
+        core_affinity::set_for_current(id);
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Row {
+    lookup: f64,
+    batch: f64,
+    insert: f64,
+    with_writer: f64,
+    writer_elsewhere: f64,
+}
+
+/// Runs `batch_run` on `t` while a thread on the other core inserts and
+/// removes `churn` keys in `target` as fast as it can.
+fn with_churn(
+    t: &dyn Table,
+    target: Arc<dyn Table>,
+    keys: &[FlowKey],
+    order: &[u32],
+    churn: &[FlowKey],
+) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, churn) = (stop.clone(), churn.to_vec());
+        std::thread::spawn(move || {
+            pin(1);
+            while !stop.load(Ordering::Relaxed) {
+                for k in &churn {
+                    target.insert(k, 1);
+                }
+                for k in &churn {
+                    target.remove(k);
+                }
+            }
+        })
+    };
+    let ns = batch_run(t, keys, order, None);
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    ns
+}
+
+fn lookup_run(t: &dyn Table, keys: &[FlowKey], order: &[u32]) -> f64 {
+    let start = Instant::now();
+    let mut hits = 0u64;
+    for &i in order {
+        hits += u64::from(t.get(&keys[i as usize]).is_some());
+    }
+    let ns = start.elapsed().as_nanos() as f64 / order.len() as f64;
+    assert_eq!(
+        hits as usize,
+        order.len(),
+        "{}: every key is present",
+        t.name()
+    );
+    ns
+}
+
+fn batch_run(t: &dyn Table, keys: &[FlowKey], order: &[u32], stop: Option<&AtomicBool>) -> f64 {
+    let mut batch = Vec::with_capacity(BATCH);
+    let start = Instant::now();
+    let mut done = 0usize;
+    let mut hits = 0usize;
+    for chunk in order.chunks(BATCH) {
+        batch.clear();
+        batch.extend(chunk.iter().map(|&i| keys[i as usize]));
+        hits += t.get_batch(black_box(&batch));
+        done += chunk.len();
+        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            break;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / done as f64;
+    assert_eq!(hits, done, "{}: every key is present", t.name());
+    ns
+}
+
+fn measure(kind: usize, n: usize, reps: usize) -> (String, Row, f64) {
+    let keys = random_keys(n, 1);
+    let churn = random_keys(n.clamp(1024, 1 << 16), 2);
+    let mut rng = Rng(3);
+    let order: Vec<u32> = (0..LOOKUPS)
+        .map(|_| (rng.next() % n as u64) as u32)
+        .collect();
+    let (mut lookups, mut batches, mut inserts, mut with_writer, mut elsewhere) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut name = String::new();
+    let mut bytes = 0.0;
+    for _ in 0..reps {
+        let t: Arc<dyn Table> = Arc::from(make(kind, n + churn.len()));
+        name = t.name().to_string();
+        pin(0);
+        let start = Instant::now();
+        for (i, k) in keys.iter().enumerate() {
+            t.insert(k, i as u64);
+        }
+        inserts.push(start.elapsed().as_nanos() as f64 / n as f64);
+        lookups.push(lookup_run(&*t, &keys, &order));
+        batches.push(batch_run(&*t, &keys, &order, None));
+
+        with_writer.push(with_churn(&*t, t.clone(), &keys, &order, &churn));
+        let other: Arc<dyn Table> = Arc::from(make(kind, n + churn.len()));
+        elsewhere.push(with_churn(&*t, other, &keys, &order, &churn));
+        if kind == 0 {
+            bytes = FlowTable::with_capacity_and_seed(n, 0).bytes_per_entry();
+            drop(t);
+        }
+    }
+    let row = Row {
+        lookup: median(lookups),
+        batch: median(batches),
+        insert: median(inserts),
+        with_writer: median(with_writer),
+        writer_elsewhere: median(elsewhere),
+    };
+    (name, row, bytes)
+}
+
+fn main() {
+    // `cargo test --bench flowtable` runs this binary with `--bench`
+    // absent: do one small quick pass so the benchmark keeps working.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let reps = std::env::var("XVS_BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if quick { 1 } else { 5 });
+    let sizes: &[usize] = if quick {
+        &[1_000]
+    } else {
+        &[1_000, 100_000, 1_000_000, 4_000_000]
+    };
+    let mut results = Vec::new();
+    println!("| flows | table | lookup ns | batch32 ns/key | insert ns | batch32 +writer | batch32 +writer elsewhere | bytes/entry |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for &n in sizes {
+        for kind in 0..3 {
+            let (name, r, bytes) = measure(kind, n, reps);
+            let b = if bytes > 0.0 {
+                format!("{bytes:.0}")
+            } else {
+                "-".into()
+            };
+            println!(
+                "| {n} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {b} |",
+                r.lookup, r.batch, r.insert, r.with_writer, r.writer_elsewhere
+            );
+            results.push(serde_json::json!({
+                "flows": n, "table": name, "lookup_ns": r.lookup, "batch32_ns": r.batch,
+                "insert_ns": r.insert, "batch32_with_writer_ns": r.with_writer,
+                "batch32_writer_elsewhere_ns": r.writer_elsewhere, "bytes_per_entry": bytes,
+            }));
+        }
+    }
+    if let Ok(path) = std::env::var("XVS_BENCH_JSON") {
+        std::fs::write(&path, serde_json::to_string_pretty(&results).unwrap()).expect("write JSON");
+    }
+    if let Ok(csv) = std::env::var("XVS_DPDK_CSV") {
+        print_dpdk(&csv);
+    }
+}
+
+/// DPDK's rte_hash numbers, as `scripts/dpdk-hash-bench.sh` printed them
+/// (`dpdk,<test>,<what>,<value>,<unit>`), converted to ns with its TSC rate.
+fn print_dpdk(path: &str) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        println!("\n(no DPDK results at {path})");
+        return;
+    };
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("dpdk,"))
+        .map(|l| l.split(',').collect())
+        .collect();
+    let tsc_hz = rows
+        .iter()
+        .find(|r| r.get(2) == Some(&"tsc_hz"))
+        .and_then(|r| r.get(3)?.parse::<f64>().ok());
+    println!("\nDPDK rte_hash on this machine, same run (dpdk-test):\n");
+    println!("| test | measure | cycles | ns |");
+    println!("|---|---|---:|---:|");
+    for r in rows.iter().filter(|r| r.len() >= 5 && r[4] == "cycles") {
+        let cycles: f64 = r[3].parse().unwrap_or(f64::NAN);
+        let ns = tsc_hz.map_or(f64::NAN, |hz| cycles / hz * 1e9);
+        println!("| {} | {} | {cycles:.1} | {ns:.1} |", r[1], r[2]);
+    }
+}
