@@ -8,11 +8,10 @@
 //! - **Buckets**: a power-of-two array of 64-byte buckets of 8 slots. A slot
 //!   is one `AtomicU64`: the high 32 bits of the key's hash (a signature)
 //!   and the index of the entry plus one; 0 is an empty slot. A key lives in
-//!   the emptier of two buckets chosen from its hash (two-choice placement:
-//!   putting keys in a fixed primary bucket first overflows a fifth of the
-//!   buckets at 80% load and evicts flows from a table with room), so a
-//!   lookup reads at most two cache lines of index and, thanks to the
-//!   signatures, almost always touches exactly one entry.
+//!   its primary bucket, or in its secondary one when the primary is full,
+//!   so a lookup almost always reads one cache line of index and, thanks to
+//!   the signatures, exactly one entry: two cache misses per lookup, the
+//!   minimum for a key stored outside the index.
 //! - **Entries**: a slab of 128-byte entries. The first cache line holds
 //!   what a lookup reads (a sequence word, the 48-byte key, the 8-byte
 //!   value); the second what a hit writes (packets, bytes, last seen,
@@ -23,8 +22,11 @@
 //! of `capacity` units with a CAS, or evicts and takes its victim's unit);
 //! the slab has [`REPLACE_SPARES`] entries more, because replacing a value
 //! publishes a fresh entry before the old one is released. The index has
-//! 1.25 × `capacity` slots, so it is at most 80% full and two-choice
-//! placement into 8-way buckets rarely finds both buckets full. Both arrays
+//! 2 × `capacity` slots (8 bytes each, against 128 per entry), so it is at
+//! most half full: at that load about 2% of keys overflow to their
+//! secondary bucket and both buckets of a key are practically never full.
+//! (At 80% load, primary-first placement overflows a fifth of the buckets;
+//! two-choice placement copes, but then a lookup must read both buckets.) Both arrays
 //! are allocated once, on transparent huge pages where the kernel allows,
 //! since at a million flows every lookup would otherwise also miss the TLB
 //! twice.
@@ -394,7 +396,7 @@ impl FlowTable {
     pub fn with_capacity_and_seed(capacity: usize, seed: u64) -> Self {
         let capacity = capacity.clamp(1, u32::MAX as usize - 1 - REPLACE_SPARES);
         let entries = capacity + REPLACE_SPARES;
-        let slots = capacity + capacity / 4;
+        let slots = 2 * capacity;
         let buckets = slots.div_ceil(SLOTS).next_power_of_two().max(2);
         FlowTable {
             buckets: huge_slice(buckets, |_| Bucket {
@@ -493,8 +495,8 @@ impl FlowTable {
 
     /// Looks up every key of `keys` into `out` (same length; extra outputs
     /// are left alone). Works in stages over up to 64 keys at a time, as
-    /// DPDK's `rte_hash_lookup_bulk` does: hash every key and prefetch both
-    /// its buckets; match signatures and prefetch the candidate entry;
+    /// DPDK's `rte_hash_lookup_bulk` does: hash every key and prefetch its
+    /// primary bucket; match signatures and prefetch the candidate entry;
     /// then compare keys. A prefetch does not wait for its line, so a
     /// batch's cache misses overlap instead of queueing one behind another.
     pub fn lookup_batch(&self, keys: &[FlowKey], out: &mut [Option<FlowHit>]) {
@@ -508,12 +510,11 @@ impl FlowTable {
             for i in 0..n {
                 places[i] = self.place(&keys[i]);
                 prefetch(&self.buckets[places[i].buckets[0]]);
-                prefetch(&self.buckets[places[i].buckets[1]]);
             }
             let mut candidate = [u32::MAX; CHUNK];
             for i in 0..n {
                 let p = places[i];
-                let slots = p.buckets.iter().flat_map(|&b| self.buckets[b].slots.iter());
+                let slots = self.buckets[p.buckets[0]].slots.iter();
                 if let Some(e) = slots
                     .map(|s| s.load(Ordering::Acquire))
                     .find(|&v| slot_sig(v) == p.sig && v != 0)
@@ -534,8 +535,8 @@ impl FlowTable {
                         handle: candidate[i],
                         seq,
                     });
-                // A signature collision, or an entry changing under us: the
-                // full search.
+                // A key that overflowed to its secondary bucket, a signature
+                // collision, or an entry changing under us: the full search.
                 out[i] = fast.or_else(|| {
                     self.find(key, places[i])
                         .and_then(|(_, _, slot, seq, value)| {
@@ -622,7 +623,11 @@ impl FlowTable {
                 }
                 continue;
             }
-            // Both buckets full: replace the best victim among them.
+            // Both buckets full: move a resident to its other bucket if that
+            // has room (one cuckoo step), else replace the best victim.
+            if self.displace(place) {
+                continue;
+            }
             let Some((b, s, victim_slot)) = self.victim_in(place) else {
                 continue;
             };
@@ -697,22 +702,91 @@ impl FlowTable {
         }
     }
 
-    /// A free slot for a key, in the emptier of its two buckets.
+    /// Makes room in one of `place`'s buckets by moving a flow living there
+    /// to its other bucket, if that one has a free slot (one cuckoo step).
+    /// The flow is copied into a spare entry published in the other bucket
+    /// before its old slot is cleared, so a concurrent lookup finds the old
+    /// entry or the copy, never neither; two slots never name one entry, so
+    /// every entry is freed exactly once. Counter updates that land on the
+    /// old entry during the move are lost. Returns whether a slot was freed.
+    fn displace(&self, place: Place) -> bool {
+        for b in place.buckets {
+            for (s, slot) in self.buckets[b].slots.iter().enumerate() {
+                let v = slot.load(Ordering::Acquire);
+                let Some(e) = slot_entry(v) else { continue };
+                let old = &self.entries[e as usize];
+                let Some((_, key, value)) = old.read() else {
+                    continue;
+                };
+                let theirs = self.place(&FlowKey::from_words(key));
+                let Some(&alt) = theirs.buckets.iter().find(|&&other| other != b) else {
+                    continue;
+                };
+                let Some(free) = self.buckets[alt]
+                    .slots
+                    .iter()
+                    .position(|x| x.load(Ordering::Relaxed) == 0)
+                else {
+                    continue;
+                };
+                let Some(copy) = self.free.pop() else {
+                    return false;
+                };
+                let state = if old.state.load(Ordering::Relaxed) == FlowState::Established as u32 {
+                    FlowState::Established
+                } else {
+                    FlowState::Embryonic
+                };
+                let carried = (
+                    old.packets.load(Ordering::Relaxed),
+                    old.bytes.load(Ordering::Relaxed),
+                    old.created.load(Ordering::Relaxed),
+                );
+                self.entries[copy as usize].write(
+                    &key,
+                    value,
+                    state,
+                    old.last_seen.load(Ordering::Relaxed),
+                    carried,
+                );
+                let copy_slot = make_slot(slot_sig(v), copy);
+                if self.buckets[alt].slots[free]
+                    .compare_exchange(0, copy_slot, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_err()
+                {
+                    self.entries[copy as usize].retire();
+                    self.free.push(copy);
+                    continue;
+                }
+                if self.buckets[b].slots[s]
+                    .compare_exchange(v, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    old.retire();
+                    self.free.push(e);
+                    return true;
+                }
+                // The flow was removed or replaced meanwhile: withdraw the
+                // copy. If someone already took it out, they freed it (and
+                // counted it out of `live`, which never counted it in).
+                if self.buckets[alt].slots[free]
+                    .compare_exchange(copy_slot, 0, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.entries[copy as usize].retire();
+                    self.free.push(copy);
+                } else {
+                    self.live.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        false
+    }
+
+    /// A free slot for a key: in its primary bucket if there is one (the
+    /// one batched lookups prefetch), else in its secondary bucket.
     fn empty_slot(&self, place: Place) -> Option<(usize, usize)> {
-        let free_in = |b: usize| {
-            self.buckets[b]
-                .slots
-                .iter()
-                .filter(|s| s.load(Ordering::Relaxed) == 0)
-                .count()
-        };
-        let [b1, b2] = place.buckets;
-        let order = if free_in(b2) > free_in(b1) {
-            [b2, b1]
-        } else {
-            [b1, b2]
-        };
-        order.into_iter().find_map(|b| {
+        place.buckets.into_iter().find_map(|b| {
             self.buckets[b]
                 .slots
                 .iter()
