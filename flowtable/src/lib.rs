@@ -10,10 +10,15 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conntrack;
 pub mod key;
 pub mod maglev;
 pub mod snat_ports;
 pub mod table;
 
+pub use conntrack::{
+    Conntrack, CtError, CtRef, CtState, CtView, Dir, NatBinding, PacketInfo, TcpState, Timeouts,
+    Verdict,
+};
 pub use key::{FlowKey, FlowTuple};
 pub use table::{FlowHit, FlowState, FlowTable, FlowValue, FlowView, Inserted};

@@ -295,13 +295,13 @@ impl Entry {
 /// 32-bit tag, bumped by every change, with the top index plus one, so a
 /// pop that read a stale head fails its CAS instead of corrupting the list
 /// (the ABA problem).
-struct FreeStack {
+pub(crate) struct FreeStack {
     head: AtomicU64,
     next: Box<[AtomicU32]>,
 }
 
 impl FreeStack {
-    fn full(n: u32) -> Self {
+    pub(crate) fn full(n: u32) -> Self {
         // Entry i links to i+1; the head is entry 0.
         let next = (0..n)
             .map(|i| AtomicU32::new(if i + 1 < n { i + 2 } else { 0 }))
@@ -312,7 +312,7 @@ impl FreeStack {
         }
     }
 
-    fn pop(&self) -> Option<u32> {
+    pub(crate) fn pop(&self) -> Option<u32> {
         let mut head = self.head.load(Ordering::Acquire);
         loop {
             let top = (head & 0xffff_ffff) as u32;
@@ -329,7 +329,7 @@ impl FreeStack {
         }
     }
 
-    fn push(&self, idx: u32) {
+    pub(crate) fn push(&self, idx: u32) {
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             self.next[idx as usize].store((head & 0xffff_ffff) as u32, Ordering::Relaxed);
@@ -703,7 +703,8 @@ impl FlowTable {
     }
 
     /// Makes room in one of `place`'s buckets by moving a flow living there
-    /// to its other bucket, if that one has a free slot (one cuckoo step).
+    /// from its primary bucket to its secondary one, if that one has a free
+    /// slot (one cuckoo step).
     /// The flow is copied into a spare entry published in the other bucket
     /// before its old slot is cleared, so a concurrent lookup finds the old
     /// entry or the copy, never neither; two slots never name one entry, so
@@ -719,9 +720,16 @@ impl FlowTable {
                     continue;
                 };
                 let theirs = self.place(&FlowKey::from_words(key));
-                let Some(&alt) = theirs.buckets.iter().find(|&&other| other != b) else {
+                // Only from its primary bucket to its secondary: readers scan the
+                // primary first, so with the copy published in the secondary
+                // before the original leaves the primary, a reader always
+                // meets one of the two. (Moving the other way, a reader could
+                // pass the primary before the copy lands and the secondary
+                // after the original left.)
+                if theirs.buckets[0] != b {
                     continue;
-                };
+                }
+                let alt = theirs.buckets[1];
                 let Some(free) = self.buckets[alt]
                     .slots
                     .iter()
@@ -926,7 +934,7 @@ impl FlowTable {
 /// A slice of `n` values made by `make`, its memory advised to the kernel
 /// for huge pages before the first write (advice that fails is ignored:
 /// the table works the same on small pages, only slower).
-fn huge_slice<T>(n: usize, make: impl FnMut(usize) -> T) -> Box<[T]> {
+pub(crate) fn huge_slice<T>(n: usize, make: impl FnMut(usize) -> T) -> Box<[T]> {
     let mut v = Vec::with_capacity(n);
     let _ = advise_huge_pages(v.spare_capacity_mut());
     v.extend((0..n).map(make));
