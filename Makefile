@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps build demo test lint unit bench clean
+.PHONY: deps build demo test lint unit bench bench-flowtable clean
 
 deps:
 	@bash scripts/setup-deps.sh
@@ -33,6 +33,16 @@ unit: deps
 bench: deps
 	$(CARGO) bench -p xvs-vswitch --bench pipeline
 	@$(CARGO) run --release -q -p xvs-perf --bin bench-table
+
+## The flow table against RwLock<HashMap> and DashMap at 1K-4M flows, and
+## DPDK's own lock-free rte_hash benchmarks (dpdk-test) on this machine in
+## the same run, printed side by side. Needs root (hugepages for DPDK).
+BENCH_OUT ?= target/bench-flowtable
+bench-flowtable: deps
+	@mkdir -p $(BENCH_OUT)
+	bash scripts/dpdk-hash-bench.sh $(BENCH_OUT)/dpdk > $(BENCH_OUT)/dpdk.csv
+	XVS_DPDK_CSV=$(BENCH_OUT)/dpdk.csv XVS_BENCH_JSON=$(BENCH_OUT)/flowtable.json \
+	  $(CARGO) bench -p xvs-flowtable --bench flowtable
 
 clean:
 	$(CARGO) clean
