@@ -41,7 +41,7 @@ BENCH_OUT ?= target/bench-flowtable
 bench-flowtable: deps
 	@mkdir -p $(BENCH_OUT)
 	bash scripts/dpdk-hash-bench.sh $(BENCH_OUT)/dpdk > $(BENCH_OUT)/dpdk.csv
-	XVS_DPDK_CSV=$(BENCH_OUT)/dpdk.csv XVS_BENCH_JSON=$(BENCH_OUT)/flowtable.json \
+	XVS_DPDK_CSV=$(abspath $(BENCH_OUT))/dpdk.csv XVS_BENCH_JSON=$(abspath $(BENCH_OUT))/flowtable.json \
 	  $(CARGO) bench -p xvs-flowtable --bench flowtable
 
 clean:
