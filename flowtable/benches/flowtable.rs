@@ -8,10 +8,10 @@
 //! 5-tuples, random; 48-byte keys), in ns per
 //! operation, median of `XVS_BENCH_REPS` runs (default 5):
 //! - `lookup`: one key at a time, random keys, all hits;
-//! - `batch32`: 32 keys per call (ours: `lookup_batch`; the others: 32
-//!   gets under one read-lock acquisition / in a loop);
+//! - `batch16`, `batch64`: 16 or 64 keys per call (ours: `lookup_batch`;
+//!   the others: the gets under one read-lock acquisition / in a loop);
 //! - `insert`: filling an empty table to the size;
-//! - `+writer`: `batch32` lookups on one core while a thread on the other
+//! - `+writer`: `batch64` lookups on one core while a thread on the other
 //!   core inserts and removes other keys of the same table as fast as it
 //!   can;
 //! - `+writer elsewhere`: the same writer working on a separate table of the
@@ -40,7 +40,10 @@ use dashmap::DashMap;
 use foldhash::fast::RandomState;
 use xvs_flowtable::{FlowKey, FlowState, FlowTable, FlowValue};
 
-const BATCH: usize = 32;
+/// Batch sizes measured: DPDK hash_perf's burst, and the datapath's batch
+/// (also DPDK's bulk maximum, RTE_HASH_LOOKUP_BULK_MAX).
+const SMALL_BATCH: usize = 16;
+const BATCH: usize = 64;
 /// Lookups per timed run.
 const LOOKUPS: usize = 1 << 20;
 
@@ -100,7 +103,8 @@ impl Table for Ours {
     }
     fn get_batch(&self, ks: &[FlowKey]) -> usize {
         let mut out = [None; BATCH];
-        self.0.lookup_batch(ks, &mut out);
+        let out = &mut out[..ks.len()];
+        self.0.lookup_batch(ks, out);
         out.iter().filter(|h| h.is_some()).count()
     }
 }
@@ -174,6 +178,7 @@ fn pin(core: usize) {
 #[derive(Default, Clone, Copy)]
 struct Row {
     lookup: f64,
+    small_batch: f64,
     batch: f64,
     insert: f64,
     with_writer: f64,
@@ -204,7 +209,7 @@ fn with_churn(
             }
         })
     };
-    let ns = batch_run(t, keys, order, None);
+    let ns = batch_run(t, keys, order, BATCH);
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     ns
@@ -226,19 +231,16 @@ fn lookup_run(t: &dyn Table, keys: &[FlowKey], order: &[u32]) -> f64 {
     ns
 }
 
-fn batch_run(t: &dyn Table, keys: &[FlowKey], order: &[u32], stop: Option<&AtomicBool>) -> f64 {
-    let mut batch = Vec::with_capacity(BATCH);
+fn batch_run(t: &dyn Table, keys: &[FlowKey], order: &[u32], size: usize) -> f64 {
+    let mut batch = Vec::with_capacity(size);
     let start = Instant::now();
     let mut done = 0usize;
     let mut hits = 0usize;
-    for chunk in order.chunks(BATCH) {
+    for chunk in order.chunks(size) {
         batch.clear();
         batch.extend(chunk.iter().map(|&i| keys[i as usize]));
         hits += t.get_batch(black_box(&batch));
         done += chunk.len();
-        if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-            break;
-        }
     }
     let ns = start.elapsed().as_nanos() as f64 / done as f64;
     assert_eq!(hits, done, "{}: every key is present", t.name());
@@ -252,8 +254,8 @@ fn measure(kind: usize, n: usize, reps: usize) -> (String, Row, f64) {
     let order: Vec<u32> = (0..LOOKUPS)
         .map(|_| (rng.next() % n as u64) as u32)
         .collect();
-    let (mut lookups, mut batches, mut inserts, mut with_writer, mut elsewhere) =
-        (vec![], vec![], vec![], vec![], vec![]);
+    let (mut lookups, mut small, mut batches, mut inserts, mut with_writer, mut elsewhere) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut name = String::new();
     let mut bytes = 0.0;
     for _ in 0..reps {
@@ -266,7 +268,8 @@ fn measure(kind: usize, n: usize, reps: usize) -> (String, Row, f64) {
         }
         inserts.push(start.elapsed().as_nanos() as f64 / n as f64);
         lookups.push(lookup_run(&*t, &keys, &order));
-        batches.push(batch_run(&*t, &keys, &order, None));
+        small.push(batch_run(&*t, &keys, &order, SMALL_BATCH));
+        batches.push(batch_run(&*t, &keys, &order, BATCH));
 
         with_writer.push(with_churn(&*t, t.clone(), &keys, &order, &churn));
         let other: Arc<dyn Table> = Arc::from(make(kind, n + churn.len()));
@@ -278,6 +281,7 @@ fn measure(kind: usize, n: usize, reps: usize) -> (String, Row, f64) {
     }
     let row = Row {
         lookup: median(lookups),
+        small_batch: median(small),
         batch: median(batches),
         insert: median(inserts),
         with_writer: median(with_writer),
@@ -300,8 +304,8 @@ fn main() {
         &[1_000, 100_000, 393_216, 1_000_000, 4_000_000]
     };
     let mut results = Vec::new();
-    println!("| flows | table | lookup ns | batch32 ns/key | insert ns | batch32 +writer | batch32 +writer elsewhere | bytes/entry |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("| flows | table | lookup ns | batch16 ns/key | batch64 ns/key | insert ns | batch64 +writer | batch64 +writer elsewhere | bytes/entry |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for &n in sizes {
         for kind in 0..3 {
             let (name, r, bytes) = measure(kind, n, reps);
@@ -311,13 +315,13 @@ fn main() {
                 "-".into()
             };
             println!(
-                "| {n} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {b} |",
-                r.lookup, r.batch, r.insert, r.with_writer, r.writer_elsewhere
+                "| {n} | {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {b} |",
+                r.lookup, r.small_batch, r.batch, r.insert, r.with_writer, r.writer_elsewhere
             );
             results.push(serde_json::json!({
-                "flows": n, "table": name, "lookup_ns": r.lookup, "batch32_ns": r.batch,
-                "insert_ns": r.insert, "batch32_with_writer_ns": r.with_writer,
-                "batch32_writer_elsewhere_ns": r.writer_elsewhere, "bytes_per_entry": bytes,
+                "flows": n, "table": name, "lookup_ns": r.lookup, "batch16_ns": r.small_batch,
+                "batch64_ns": r.batch, "insert_ns": r.insert, "batch64_with_writer_ns": r.with_writer,
+                "batch64_writer_elsewhere_ns": r.writer_elsewhere, "bytes_per_entry": bytes,
             }));
         }
     }

@@ -78,6 +78,7 @@
 
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use arrayvec::ArrayVec;
 use xvs_hw::mem::{advise_huge_pages, prefetch};
 
 use crate::key::{FlowKey, KEY_WORDS};
@@ -502,53 +503,68 @@ impl FlowTable {
     pub fn lookup_batch(&self, keys: &[FlowKey], out: &mut [Option<FlowHit>]) {
         const CHUNK: usize = 64;
         for (keys, out) in keys.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
-            let n = keys.len().min(out.len());
-            let mut places = [Place {
-                sig: 0,
-                buckets: [0, 0],
-            }; CHUNK];
-            for i in 0..n {
-                places[i] = self.place(&keys[i]);
-                prefetch(&self.buckets[places[i].buckets[0]]);
+            let keys = &keys[..keys.len().min(out.len())];
+            // Filled as far as used, never zeroed whole.
+            let mut places: ArrayVec<Place, CHUNK> = ArrayVec::new();
+            for key in keys {
+                let p = self.place(key);
+                prefetch(&self.buckets[p.buckets[0]]);
+                places.push(p);
             }
-            let mut candidate = [u32::MAX; CHUNK];
-            for i in 0..n {
-                let p = places[i];
-                let slots = self.buckets[p.buckets[0]].slots.iter();
-                if let Some(e) = slots
-                    .map(|s| s.load(Ordering::Acquire))
-                    .find(|&v| slot_sig(v) == p.sig && v != 0)
-                {
-                    if let Some(e) = slot_entry(e) {
-                        candidate[i] = e;
-                        prefetch(&self.entries[e as usize]);
-                    }
+            let mut candidates: ArrayVec<u32, CHUNK> = ArrayVec::new();
+            for p in &places {
+                let e = self.match_primary(p);
+                if e != u32::MAX {
+                    prefetch(&self.entries[e as usize]);
                 }
+                candidates.push(e);
             }
-            for i in 0..n {
-                let key = &keys[i];
-                let fast = (candidate[i] != u32::MAX)
-                    .then(|| self.entries[candidate[i] as usize].read_if(key.words()))
+            for (((key, p), &e), out) in keys
+                .iter()
+                .zip(&places)
+                .zip(&candidates)
+                .zip(out.iter_mut())
+            {
+                let fast = (e != u32::MAX)
+                    .then(|| self.entries[e as usize].read_if(key.words()))
                     .flatten()
                     .map(|(seq, value)| FlowHit {
                         value: FlowValue::from_bits(value),
-                        handle: candidate[i],
+                        handle: e,
                         seq,
                     });
                 // A key that overflowed to its secondary bucket, a signature
                 // collision, or an entry changing under us: the full search.
-                out[i] = fast.or_else(|| {
-                    self.find(key, places[i])
-                        .and_then(|(_, _, slot, seq, value)| {
-                            Some(FlowHit {
-                                value: FlowValue::from_bits(value),
-                                handle: slot_entry(slot)?,
-                                seq,
-                            })
+                *out = fast.or_else(|| {
+                    self.find(key, *p).and_then(|(_, _, slot, seq, value)| {
+                        Some(FlowHit {
+                            value: FlowValue::from_bits(value),
+                            handle: slot_entry(slot)?,
+                            seq,
                         })
+                    })
                 });
             }
         }
+    }
+
+    /// The entry of the first slot of `p`'s primary bucket whose signature
+    /// matches, or `u32::MAX`. Builds a mask of matching slots without a
+    /// branch per slot (their outcome is random, so branches would be
+    /// mispredicted), then takes its lowest bit.
+    #[inline]
+    fn match_primary(&self, p: &Place) -> u32 {
+        let slots = &self.buckets[p.buckets[0]].slots;
+        let mut mask = 0u32;
+        let mut values = [0u64; SLOTS];
+        for (j, (slot, v)) in slots.iter().zip(values.iter_mut()).enumerate() {
+            *v = slot.load(Ordering::Acquire);
+            mask |= u32::from(slot_sig(*v) == p.sig && *v != 0) << j;
+        }
+        if mask == 0 {
+            return u32::MAX;
+        }
+        slot_entry(values[mask.trailing_zeros() as usize]).unwrap_or(u32::MAX)
     }
 
     /// Adds `packets` and `bytes` to a flow found by a lookup and records
