@@ -9,10 +9,12 @@ set -euo pipefail
 # programs, libelf/zlib are libbpf's, libpcap/m4/pkg-config are what xsk-rs
 # and libbpf-sys build against (the AF_XDP datapath, issue #4).
 # Test: iproute2 for the network namespaces and veth pairs of the
-# end-to-end tests.
+# end-to-end tests, ethtool to turn off checksum offload on veths whose
+# frames cross AF_XDP (a frame with a partial checksum would leave the
+# switch unfinished), iperf3 as the TCP/UDP peer.
 PACKAGES=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4
-  iproute2
+  iproute2 ethtool iperf3
 )
 
 missing=()
@@ -30,7 +32,7 @@ if ((${#missing[@]})); then
   fi
   echo "setup-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+  apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 

@@ -8,4 +8,9 @@
 //! is wrapped into owning types at once and never handed out as long-lived
 //! `&mut [u8]` aliases.
 
+pub mod cpu;
 pub mod mem;
+#[cfg(feature = "afxdp")]
+pub mod steer;
+#[cfg(feature = "afxdp")]
+pub mod xsk;

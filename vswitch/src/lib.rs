@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod daemon;
 pub mod drop;
 pub mod l2;
 pub mod lpm;

@@ -5,12 +5,14 @@
 //! worker's [`FramePool`] because the port's rings live in it: an AF_XDP
 //! port refills its fill ring from the pool on receive and returns completed
 //! frames to it on transmit; the in-memory port copies bytes in and out of
-//! it. Implemented by [`MemoryPort`] (tests, benchmarks, the demo); the
-//! AF_XDP port (issue #4) and a pcap replay port are to come.
+//! it. Implemented by [`MemoryPort`] (tests, benchmarks, the demo) and
+//! [`XskPort`] (AF_XDP, over `hw`); a pcap replay port is to come.
 
 mod memory;
+mod xsk;
 
 pub use memory::MemoryPort;
+pub use xsk::{XskPool, XskPort};
 
 use arrayvec::ArrayVec;
 

@@ -1,0 +1,778 @@
+//! AF_XDP: one UMEM per worker and the sockets that share it.
+//!
+//! An [`Xsk`] is everything one worker needs to move frames through AF_XDP:
+//! a UMEM (the frame memory, registered with the kernel) and one socket per
+//! (interface, queue) the worker serves, all sharing that UMEM
+//! (`XDP_SHARED_UMEM`), so forwarding between two ports of a worker moves a
+//! descriptor and never copies. Each socket has its own fill and completion
+//! rings, as sharing a UMEM across devices requires.
+//!
+//! Built on `libxdp-sys` (libxdp's `xsk.h`, the layer xsk-rs wraps, with the
+//! same pinned libbpf-sys 1.5.1). xsk-rs's own frame descriptors fix where a
+//! packet starts in its frame and let it grow only into a fixed headroom,
+//! but the pipeline moves a packet's start both ways in place (VXLAN encap
+//! prepends 50 bytes, decap strips them), so descriptors here are plain
+//! (frame, offset, length) triples, checked against the frame bounds.
+//!
+//! # Frame ownership
+//!
+//! Every frame is at any moment in exactly one place: free in the pool,
+//! held by userspace (a batch or a queue of the pipeline), or lent to the
+//! kernel (in a fill, rx, tx or completion ring, or being copied). The UMEM
+//! keeps a bit per frame for "held by userspace" and hands out `&[u8]` /
+//! `&mut [u8]` views only for such frames, so no reference ever aliases
+//! memory the kernel may write. [`Xsk::accounting`] counts each place; when
+//! traffic has stopped, free + user + fill + rx + tx + completion equals the
+//! UMEM's frame count (tested in `tests/`).
+//!
+//! # Kernel wakeups
+//!
+//! Sockets are bound with `XDP_USE_NEED_WAKEUP`: the kernel says when it
+//! needs a syscall to make progress (a `sendto` to transmit, a `recvfrom` to
+//! look at a refilled fill ring), and only then do we make one. In copy mode
+//! (veth, or a NIC without zero-copy) transmit happens inside `sendto`.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::ptr::{self, NonNull};
+
+use libxdp_sys as sys;
+
+/// Bytes per frame. Aligned mode: the kernel masks every address to its
+/// 2 KiB chunk, and a packet may not cross a chunk.
+pub const FRAME_SIZE: u32 = 2048;
+/// Where the kernel writes a received packet in its frame
+/// (`XDP_PACKET_HEADROOM`; the UMEM's own headroom is 0).
+pub const RX_HEADROOM: u32 = 256;
+
+// Bind flags of `struct sockaddr_xdp` (uapi linux/if_xdp.h), as the u16
+// the socket config takes.
+const XDP_COPY: u16 = 1 << 1;
+const XDP_ZEROCOPY: u16 = 1 << 2;
+const XDP_USE_NEED_WAKEUP: u16 = 1 << 3;
+const _: () = assert!(
+    XDP_COPY as u32 == sys::XDP_COPY
+        && XDP_ZEROCOPY as u32 == sys::XDP_ZEROCOPY
+        && XDP_USE_NEED_WAKEUP as u32 == sys::XDP_USE_NEED_WAKEUP
+);
+
+/// How a socket was bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// The driver DMAs straight into the UMEM.
+    ZeroCopy,
+    /// The kernel copies between its buffers and the UMEM (veth, and NICs
+    /// without AF_XDP zero-copy support).
+    Copy,
+}
+
+impl BindMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            BindMode::ZeroCopy => "zero-copy",
+            BindMode::Copy => "copy",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum XskError {
+    #[error("UMEM of {frames} frames: {what}: {source}")]
+    Umem {
+        frames: u32,
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("no interface named {0:?}")]
+    NoInterface(String),
+    #[error("AF_XDP socket on {ifname} queue {queue}: {source}")]
+    Socket {
+        ifname: String,
+        queue: u32,
+        source: io::Error,
+    },
+    #[error("ring size {0} is not a power of two between 64 and 16384")]
+    RingSize(u32),
+}
+
+/// A received packet: where it is in the UMEM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxDesc {
+    pub frame: u32,
+    pub offset: u16,
+    pub len: u16,
+}
+
+/// A packet to transmit; the same triple.
+pub type TxDesc = RxDesc;
+
+/// Where the UMEM's frames are, for the accounting invariant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Accounting {
+    pub total: u32,
+    pub free: u32,
+    pub user: u32,
+    pub fill: u32,
+    pub rx: u32,
+    pub tx: u32,
+    pub completion: u32,
+    /// Lent to the kernel, as counted by the UMEM: equals
+    /// fill + rx + tx + completion except while the kernel is between two
+    /// rings (copying a received packet, or an skb of a sent one in flight).
+    pub lent: u32,
+}
+
+impl Accounting {
+    /// free + user + fill + rx + tx + completion = total.
+    pub fn balanced(&self) -> bool {
+        self.free + self.user + self.fill + self.rx + self.tx + self.completion == self.total
+    }
+}
+
+/// Per-socket counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SocketStats {
+    /// Transmit wakeups (`sendto`) made.
+    pub tx_wakeups: u64,
+    /// Transmit wakeups that failed with something other than "busy".
+    pub tx_wakeup_errors: u64,
+    /// Fill-ring wakeups (`recvfrom`) made.
+    pub fill_wakeups: u64,
+}
+
+/// Anonymous memory, unmapped on drop.
+struct Region {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Region {
+    fn new(len: usize) -> io::Result<Region> {
+        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
+        // Explicit huge pages when the machine has some reserved, else
+        // ordinary pages (the kernel pins the UMEM either way).
+        for extra in [libc::MAP_HUGETLB, 0] {
+            // SAFETY: an anonymous private mapping at an address of the
+            // kernel's choice touches no existing memory.
+            let p = unsafe {
+                libc::mmap(
+                    ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    flags | extra,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                if let Some(ptr) = NonNull::new(p.cast::<u8>()) {
+                    return Ok(Region { ptr, len });
+                }
+            }
+        }
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping made in `new`, and
+        // nothing borrows it any more (every view borrows its `Xsk`).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// One AF_XDP socket and its four rings.
+struct Socket {
+    xsk: NonNull<sys::xsk_socket>,
+    fd: RawFd,
+    // Boxed: libxdp keeps pointers to the ring structs.
+    rx: Box<sys::xsk_ring_cons>,
+    tx: Box<sys::xsk_ring_prod>,
+    fill: Box<sys::xsk_ring_prod>,
+    comp: Box<sys::xsk_ring_cons>,
+    mode: BindMode,
+    stats: SocketStats,
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        // SAFETY: `xsk` came from xsk_socket__create_shared and is deleted
+        // once, here; its rings are not used after this.
+        unsafe { sys::xsk_socket__delete(self.xsk.as_ptr()) };
+    }
+}
+
+// SAFETY: the socket is a file descriptor and rings in memory it owns; it
+// is used by one thread at a time (the worker that owns its `Xsk`).
+unsafe impl Send for Socket {}
+
+/// Identifies a socket of an [`Xsk`].
+pub type SocketId = usize;
+
+/// A worker's UMEM and its sockets.
+pub struct Xsk {
+    // Declared before `umem`: sockets must go before the UMEM they share.
+    sockets: Vec<Socket>,
+    umem: NonNull<sys::xsk_umem>,
+    /// The fill and completion rings made with the UMEM, given to its first
+    /// socket.
+    first_rings: Option<(Box<sys::xsk_ring_prod>, Box<sys::xsk_ring_cons>)>,
+    region: Region,
+    frames: u32,
+    free: Vec<u32>,
+    /// A bit per frame: held by userspace.
+    user: Vec<u64>,
+    lent: u32,
+}
+
+// SAFETY: all of it (the UMEM handle, the region, the sockets) is owned by
+// this value and used through `&mut self`, by one thread at a time.
+unsafe impl Send for Xsk {}
+
+impl Drop for Xsk {
+    fn drop(&mut self) {
+        self.sockets.clear();
+        // SAFETY: every socket sharing the UMEM was deleted just above; the
+        // UMEM is deleted once, here, before its region is unmapped (field
+        // order).
+        unsafe { sys::xsk_umem__delete(self.umem.as_ptr()) };
+    }
+}
+
+fn check_ring(size: u32) -> Result<u32, XskError> {
+    if size.is_power_of_two() && (64..=16384).contains(&size) {
+        Ok(size)
+    } else {
+        Err(XskError::RingSize(size))
+    }
+}
+
+impl Xsk {
+    /// A UMEM of `frames` frames of [`FRAME_SIZE`] bytes, all free; the
+    /// rings of its sockets hold `ring` descriptors each.
+    pub fn new(frames: u32, ring: u32) -> Result<Xsk, XskError> {
+        let ring = check_ring(ring)?;
+        let err = |what, source| XskError::Umem {
+            frames,
+            what,
+            source,
+        };
+        let len = frames as usize * FRAME_SIZE as usize;
+        let region = Region::new(len).map_err(|e| err("mmap", e))?;
+        let mut fill = Box::new(zeroed_prod());
+        let mut comp = Box::new(zeroed_cons());
+        let config = sys::xsk_umem_config {
+            fill_size: ring,
+            comp_size: ring,
+            frame_size: FRAME_SIZE,
+            frame_headroom: 0,
+            flags: 0,
+        };
+        let mut umem = ptr::null_mut();
+        // SAFETY: the region is `len` bytes of page-aligned memory owned by
+        // `region`, which outlives the UMEM (field order and Drop); the ring
+        // structs are boxed, so the pointers libxdp keeps stay valid.
+        let rc = unsafe {
+            sys::xsk_umem__create(
+                &mut umem,
+                region.ptr.as_ptr().cast(),
+                len as u64,
+                &mut *fill,
+                &mut *comp,
+                &config,
+            )
+        };
+        if rc != 0 {
+            return Err(err("xsk_umem__create", io::Error::from_raw_os_error(-rc)));
+        }
+        let umem = NonNull::new(umem)
+            .ok_or_else(|| err("xsk_umem__create", io::Error::other("returned a null UMEM")))?;
+        Ok(Xsk {
+            sockets: Vec::new(),
+            umem,
+            first_rings: Some((fill, comp)),
+            region,
+            frames,
+            free: (0..frames).rev().collect(),
+            user: vec![0; (frames as usize).div_ceil(64)],
+            lent: 0,
+        })
+    }
+
+    /// Binds a socket to `ifname` queue `queue`, zero-copy if the driver
+    /// can (unless `force_copy`), else copy mode. The caller must then put
+    /// its fd into the XSKMAP of the interface's steering program.
+    pub fn add_socket(
+        &mut self,
+        ifname: &str,
+        queue: u32,
+        ring: u32,
+        force_copy: bool,
+    ) -> Result<SocketId, XskError> {
+        let ring = check_ring(ring)?;
+        let name = CString::new(ifname).map_err(|_| XskError::NoInterface(ifname.to_string()))?;
+        // Zero-copy first (unless refused by the caller), then copy. Only
+        // the UMEM's first socket chooses: libxdp binds later ones with
+        // XDP_SHARED_UMEM, which inherits the first one's mode, so the mode
+        // reported is read back from the kernel, not assumed.
+        let attempts: &[u16] = if force_copy {
+            &[XDP_COPY]
+        } else {
+            &[XDP_ZEROCOPY, XDP_COPY]
+        };
+        let mut last = io::Error::other("not attempted");
+        for &bind in attempts {
+            let (mut fill, mut comp) = match self.first_rings.take() {
+                Some(r) => r,
+                None => (Box::new(zeroed_prod()), Box::new(zeroed_cons())),
+            };
+            let mut rx = Box::new(zeroed_cons());
+            let mut tx = Box::new(zeroed_prod());
+            let mut config = zeroed_socket_config();
+            config.rx_size = ring;
+            config.tx_size = ring;
+            config.__bindgen_anon_1.libxdp_flags = sys::XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+            config.bind_flags = bind | XDP_USE_NEED_WAKEUP;
+            let mut xsk = ptr::null_mut();
+            // SAFETY: `name` is a NUL-terminated string; the UMEM is live
+            // for as long as this socket (it is deleted after `sockets`);
+            // the four ring structs are boxed and kept with the socket, so
+            // the pointers libxdp stores stay valid.
+            let rc = unsafe {
+                sys::xsk_socket__create_shared(
+                    &mut xsk,
+                    name.as_ptr(),
+                    queue,
+                    self.umem.as_ptr(),
+                    &mut *rx,
+                    &mut *tx,
+                    &mut *fill,
+                    &mut *comp,
+                    &config,
+                )
+            };
+            let Some(xsk) = NonNull::new(xsk).filter(|_| rc == 0) else {
+                last = io::Error::from_raw_os_error(-rc);
+                if self.sockets.is_empty() && self.first_rings.is_none() {
+                    // Not consumed: the UMEM's own rings stay for the next try.
+                    self.first_rings = Some((fill, comp));
+                }
+                if last.raw_os_error() == Some(libc::ENODEV) {
+                    return Err(XskError::NoInterface(ifname.to_string()));
+                }
+                continue;
+            };
+            // SAFETY: `xsk` is a live socket just created.
+            let fd = unsafe { sys::xsk_socket__fd(xsk.as_ptr()) };
+            let mode = bind_mode(fd);
+            self.sockets.push(Socket {
+                xsk,
+                fd,
+                rx,
+                tx,
+                fill,
+                comp,
+                mode,
+                stats: SocketStats::default(),
+            });
+            return Ok(self.sockets.len() - 1);
+        }
+        Err(XskError::Socket {
+            ifname: ifname.to_string(),
+            queue,
+            source: last,
+        })
+    }
+
+    /// The socket's file descriptor (for the XSKMAP and for `poll`).
+    pub fn fd(&self, id: SocketId) -> BorrowedFd<'_> {
+        // SAFETY: the fd belongs to a socket this value owns and stays open
+        // as long as the returned borrow of `self`.
+        unsafe { BorrowedFd::borrow_raw(self.sockets[id].fd) }
+    }
+
+    pub fn mode(&self, id: SocketId) -> BindMode {
+        self.sockets[id].mode
+    }
+
+    pub fn stats(&self, id: SocketId) -> SocketStats {
+        self.sockets[id].stats
+    }
+
+    pub fn sockets(&self) -> usize {
+        self.sockets.len()
+    }
+
+    // ---- frames held by userspace ----
+
+    fn is_user(&self, frame: u32) -> bool {
+        let f = frame as usize;
+        self.user
+            .get(f / 64)
+            .is_some_and(|w| w >> (f % 64) & 1 == 1)
+    }
+
+    fn set_user(&mut self, frame: u32, held: bool) {
+        let f = frame as usize;
+        let bit = 1u64 << (f % 64);
+        if held {
+            self.user[f / 64] |= bit;
+        } else {
+            self.user[f / 64] &= !bit;
+        }
+    }
+
+    /// The whole frame (`FRAME_SIZE` bytes).
+    ///
+    /// # Panics
+    /// If userspace does not hold `frame` (it is free or lent to the
+    /// kernel): a bug in the caller's frame accounting.
+    #[inline]
+    pub fn frame(&self, frame: u32) -> &[u8] {
+        assert!(
+            self.is_user(frame),
+            "frame {frame} is not held by userspace"
+        );
+        let start = frame as usize * FRAME_SIZE as usize;
+        &self.memory()[start..start + FRAME_SIZE as usize]
+    }
+
+    /// The whole region. Only ever indexed at frames held by userspace.
+    fn memory(&self) -> &[u8] {
+        // SAFETY: the region is `len` bytes mapped for as long as `self`;
+        // callers look only at frames userspace holds, which the kernel
+        // does not write, and a `&mut` view would need `&mut self`.
+        unsafe { std::slice::from_raw_parts(self.region.ptr.as_ptr(), self.region.len) }
+    }
+
+    /// The whole frame, writable. Panics as [`Xsk::frame`] does.
+    #[inline]
+    pub fn frame_mut(&mut self, frame: u32) -> &mut [u8] {
+        assert!(
+            self.is_user(frame),
+            "frame {frame} is not held by userspace"
+        );
+        let start = frame as usize * FRAME_SIZE as usize;
+        // SAFETY: as in `memory`; `&mut self` makes this the only view.
+        let memory =
+            unsafe { std::slice::from_raw_parts_mut(self.region.ptr.as_ptr(), self.region.len) };
+        &mut memory[start..start + FRAME_SIZE as usize]
+    }
+
+    /// Copies `len` bytes at `offset` of frame `from` to the same place in
+    /// frame `to` (both held by userspace).
+    ///
+    /// # Panics
+    /// As [`Xsk::frame`], or if the range leaves the frame.
+    pub fn copy_packet(&mut self, from: u32, to: u32, offset: usize, len: usize) {
+        assert!(
+            offset + len <= FRAME_SIZE as usize,
+            "copy past the end of a frame"
+        );
+        if from == to {
+            return;
+        }
+        let mut bytes = [0u8; FRAME_SIZE as usize];
+        bytes[..len].copy_from_slice(&self.frame(from)[offset..offset + len]);
+        self.frame_mut(to)[offset..offset + len].copy_from_slice(&bytes[..len]);
+    }
+
+    /// Takes a free frame for userspace.
+    pub fn alloc(&mut self) -> Option<u32> {
+        let f = self.free.pop()?;
+        self.set_user(f, true);
+        Some(f)
+    }
+
+    /// Gives a frame held by userspace back to the pool.
+    ///
+    /// # Panics
+    /// If userspace does not hold it (a double free).
+    pub fn free(&mut self, frame: u32) {
+        assert!(
+            self.is_user(frame),
+            "free of frame {frame} not held by userspace"
+        );
+        self.set_user(frame, false);
+        self.free.push(frame);
+    }
+
+    pub fn free_count(&self) -> usize {
+        self.free.len()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.frames as usize
+    }
+
+    // ---- rings ----
+
+    /// Lends free frames to the socket's fill ring, as many as fit (and at
+    /// most `keep_free` fewer than are free, so transmit-side copies and
+    /// replies still find frames). Returns how many.
+    pub fn refill(&mut self, id: SocketId, keep_free: usize) -> usize {
+        let available = self.free.len().saturating_sub(keep_free);
+        let s = &mut self.sockets[id];
+        let want = u32::try_from(available)
+            .unwrap_or(u32::MAX)
+            .min(s.fill.size);
+        if want == 0 {
+            return 0;
+        }
+        let mut idx = 0;
+        // SAFETY: the fill ring is live (owned by the socket).
+        let n = unsafe { sys::xsk_ring_prod__reserve(&mut *s.fill, want, &mut idx) };
+        for i in 0..n {
+            let f = self.free.pop().unwrap_or_default();
+            // SAFETY: `idx + i` was reserved above; the function masks it
+            // into the ring and returns a pointer to that slot.
+            let slot = unsafe { sys::xsk_ring_prod__fill_addr(&mut *s.fill, idx.wrapping_add(i)) };
+            // SAFETY: a reserved slot of the live fill ring, ours until submit.
+            unsafe { *slot = u64::from(f) * u64::from(FRAME_SIZE) };
+        }
+        // SAFETY: submits exactly the `n` slots reserved and written above.
+        unsafe { sys::xsk_ring_prod__submit(&mut *s.fill, n) };
+        self.lent += n;
+        // SAFETY: reads the ring's flag word.
+        if n > 0 && unsafe { sys::xsk_ring_prod__needs_wakeup(&*s.fill) } != 0 {
+            s.stats.fill_wakeups += 1;
+            // SAFETY: a zero-length non-blocking recvfrom on our own
+            // socket, with null buffers as the AF_XDP wakeup convention.
+            unsafe {
+                libc::recvfrom(
+                    s.fd,
+                    ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                    ptr::null_mut(),
+                )
+            };
+        }
+        n as usize
+    }
+
+    /// Takes up to `max` received packets off the socket's rx ring; they
+    /// become held by userspace.
+    pub fn receive(&mut self, id: SocketId, max: usize, mut each: impl FnMut(RxDesc)) -> usize {
+        let s = &mut self.sockets[id];
+        let mut idx = 0;
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        // SAFETY: the rx ring is live.
+        let n = unsafe { sys::xsk_ring_cons__peek(&mut *s.rx, max, &mut idx) };
+        let mut got = 0;
+        for i in 0..n {
+            // SAFETY: `idx + i` is among the `n` entries peeked above.
+            let slot = unsafe { sys::xsk_ring_cons__rx_desc(&*s.rx, idx.wrapping_add(i)) };
+            // SAFETY: a peeked, not yet released, slot of the live rx ring.
+            let d = unsafe { *slot };
+            let frame = d.addr / u64::from(FRAME_SIZE);
+            let offset = d.addr % u64::from(FRAME_SIZE);
+            // The kernel never crosses a frame; a descriptor that did, or
+            // named a frame we did not lend, would be dropped here.
+            let (Ok(frame), Ok(offset), Ok(len)) = (
+                u32::try_from(frame),
+                u16::try_from(offset),
+                u16::try_from(d.len),
+            ) else {
+                continue;
+            };
+            if frame >= self.frames || u32::from(offset) + u32::from(len) > FRAME_SIZE {
+                continue;
+            }
+            let f = frame as usize;
+            self.user[f / 64] |= 1 << (f % 64);
+            got += 1;
+            each(RxDesc { frame, offset, len });
+        }
+        // SAFETY: releases the `n` entries peeked above.
+        unsafe { sys::xsk_ring_cons__release(&mut *s.rx, n) };
+        self.lent -= got;
+        got as usize
+    }
+
+    /// Puts packets held by userspace on the socket's tx ring, as many as
+    /// fit, and wakes the kernel if it asks. Returns how many were taken;
+    /// the rest stay with the caller.
+    ///
+    /// # Panics
+    /// If a descriptor names a frame userspace does not hold, or does not
+    /// fit in its frame.
+    pub fn transmit(&mut self, id: SocketId, descs: &[TxDesc]) -> usize {
+        for d in descs {
+            assert!(
+                self.is_user(d.frame) && u32::from(d.offset) + u32::from(d.len) <= FRAME_SIZE,
+                "transmit of {d:?}, not a packet held by userspace"
+            );
+        }
+        let s = &mut self.sockets[id];
+        let mut idx = 0;
+        let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
+        // SAFETY: the tx ring is live.
+        let n = unsafe { sys::xsk_ring_prod__reserve(&mut *s.tx, want, &mut idx) };
+        for (i, d) in (0..n).zip(descs) {
+            // SAFETY: `idx + i` was reserved above.
+            let slot = unsafe { sys::xsk_ring_prod__tx_desc(&mut *s.tx, idx.wrapping_add(i)) };
+            // SAFETY: a reserved slot of the live tx ring, ours until submit.
+            let slot = unsafe { &mut *slot };
+            slot.addr = u64::from(d.frame) * u64::from(FRAME_SIZE) + u64::from(d.offset);
+            slot.len = u32::from(d.len);
+            slot.options = 0;
+        }
+        // SAFETY: submits exactly the `n` slots reserved and written above.
+        unsafe { sys::xsk_ring_prod__submit(&mut *s.tx, n) };
+        for d in &descs[..n as usize] {
+            let f = d.frame as usize;
+            self.user[f / 64] &= !(1 << (f % 64));
+        }
+        self.lent += n;
+        // SAFETY: reads the ring's flag word.
+        if unsafe { sys::xsk_ring_prod__needs_wakeup(&*s.tx) } != 0 {
+            s.stats.tx_wakeups += 1;
+            // SAFETY: a zero-length non-blocking sendto on our own socket,
+            // the AF_XDP transmit wakeup.
+            let rc =
+                unsafe { libc::sendto(s.fd, ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0) };
+            if rc < 0 {
+                let e = io::Error::last_os_error().raw_os_error();
+                // Busy, no buffers, try again: the ring is retried on the
+                // next wakeup.
+                if !matches!(e, Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)) {
+                    s.stats.tx_wakeup_errors += 1;
+                }
+            }
+        }
+        n as usize
+    }
+
+    /// Takes the frames the kernel finished sending off the completion ring
+    /// and frees them. Returns how many.
+    pub fn reap(&mut self, id: SocketId) -> usize {
+        let s = &mut self.sockets[id];
+        let mut idx = 0;
+        // SAFETY: the completion ring is live.
+        let n = unsafe { sys::xsk_ring_cons__peek(&mut *s.comp, s.comp.size, &mut idx) };
+        for i in 0..n {
+            // SAFETY: `idx + i` is among the `n` entries peeked above.
+            let slot = unsafe { sys::xsk_ring_cons__comp_addr(&*s.comp, idx.wrapping_add(i)) };
+            // SAFETY: a peeked, not yet released, slot of the live ring.
+            let addr = unsafe { *slot };
+            if let Ok(f) = u32::try_from(addr / u64::from(FRAME_SIZE)) {
+                if f < self.frames {
+                    self.free.push(f);
+                }
+            }
+        }
+        // SAFETY: releases the `n` entries peeked above.
+        unsafe { sys::xsk_ring_cons__release(&mut *s.comp, n) };
+        self.lent -= n;
+        n as usize
+    }
+
+    /// Whether the socket has packets waiting on its rx ring.
+    pub fn rx_ready(&self, id: SocketId) -> bool {
+        ring_entries(&self.sockets[id].rx.producer, &self.sockets[id].rx.consumer) > 0
+    }
+
+    /// Blocks until a socket has packets to receive or `timeout_ms`
+    /// passes (the idle back-off of a worker). Returns whether any has.
+    pub fn wait_rx(&self, timeout_ms: i32) -> io::Result<bool> {
+        let mut fds: Vec<libc::pollfd> = self
+            .sockets
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
+        // SAFETY: `fds` is a valid array of `nfds` pollfd structs naming
+        // sockets this value owns.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
+        match rc {
+            n if n > 0 => Ok(true),
+            0 => Ok(false),
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
+    /// Where every frame is (see the module documentation).
+    pub fn accounting(&self) -> Accounting {
+        let mut a = Accounting {
+            total: self.frames,
+            free: u32::try_from(self.free.len()).unwrap_or(u32::MAX),
+            user: self.user.iter().map(|w| w.count_ones()).sum(),
+            lent: self.lent,
+            ..Accounting::default()
+        };
+        for s in &self.sockets {
+            a.fill += ring_entries(&s.fill.producer, &s.fill.consumer);
+            a.rx += ring_entries(&s.rx.producer, &s.rx.consumer);
+            a.tx += ring_entries(&s.tx.producer, &s.tx.consumer);
+            a.completion += ring_entries(&s.comp.producer, &s.comp.consumer);
+        }
+        a
+    }
+}
+
+/// The mode the kernel bound socket `fd` in (XDP_OPTIONS).
+fn bind_mode(fd: RawFd) -> BindMode {
+    let mut flags: u32 = 0;
+    let mut len: libc::socklen_t = 4;
+    // SAFETY: struct xdp_options is one u32; `flags` and `len` are valid
+    // for the kernel to write.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_OPTIONS,
+            (&raw mut flags).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 && flags & libc::XDP_OPTIONS_ZEROCOPY != 0 {
+        BindMode::ZeroCopy
+    } else {
+        BindMode::Copy
+    }
+}
+
+/// Entries between a ring's consumer and producer, read from the words the
+/// kernel shares with us.
+fn ring_entries(producer: &*mut u32, consumer: &*mut u32) -> u32 {
+    if producer.is_null() || consumer.is_null() {
+        return 0;
+    }
+    // SAFETY: both point into the ring's mapping, live as long as the
+    // socket; volatile because the kernel updates them concurrently.
+    let p = unsafe { ptr::read_volatile(*producer) };
+    // SAFETY: as above.
+    let c = unsafe { ptr::read_volatile(*consumer) };
+    p.wrapping_sub(c)
+}
+
+fn zeroed_prod() -> sys::xsk_ring_prod {
+    // SAFETY: a ring struct is integers and raw pointers; all-zero is the
+    // "not yet set up" state libxdp fills in.
+    unsafe { std::mem::zeroed() }
+}
+
+fn zeroed_cons() -> sys::xsk_ring_cons {
+    // SAFETY: as for `zeroed_prod`.
+    unsafe { std::mem::zeroed() }
+}
+
+fn zeroed_socket_config() -> sys::xsk_socket_config {
+    // SAFETY: plain integers and a union of integers.
+    unsafe { std::mem::zeroed() }
+}

@@ -1,0 +1,80 @@
+//! xvsd: the xvs switch daemon. See `xvs_vswitch::daemon`.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use xvs_vswitch::daemon::config::{Flags, XvsdConfig};
+use xvs_vswitch::daemon::Datapath;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("XVS_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let flags = Flags::parse();
+    match run(&flags) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("xvsd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
+    let config = XvsdConfig::load(flags)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+    let mut datapath = Datapath::start(&config, stop.clone())?;
+    for p in &datapath.ports {
+        tracing::info!(
+            port = p.name,
+            xdp = p.xdp.name(),
+            bind = p.bind.name(),
+            queues = p.queues,
+            "port up"
+        );
+    }
+    tracing::info!("ready: forwarding on {} ports", datapath.ports.len());
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    tracing::info!("stopping");
+    if let Some(report) = datapath.stop() {
+        for (name, c) in &report.ports {
+            tracing::info!(
+                port = name,
+                rx = c.rx_packets,
+                tx = c.tx_packets,
+                "port counters"
+            );
+        }
+        for (reason, n) in &report.drops {
+            tracing::info!(reason, n, "drops");
+        }
+        let a = report.accounting;
+        tracing::info!(
+            total = a.total,
+            free = a.free,
+            user = a.user,
+            fill = a.fill,
+            rx = a.rx,
+            tx = a.tx,
+            completion = a.completion,
+            balanced = a.balanced(),
+            "frame accounting"
+        );
+    }
+    drop(datapath);
+    tracing::info!("stopped; XDP programs detached");
+    Ok(())
+}

@@ -1,0 +1,448 @@
+//! xvsd's configuration: a TOML file and command-line flags, merged (flags
+//! win for single values, add to lists), then turned into the desired state
+//! the datapath compiles.
+//!
+//! The file is the bootstrap shape an operator writes by hand; the control
+//! socket (issue #6) will program the same desired state at run time.
+//!
+//! ```toml
+//! uplink = "eth0"
+//! node_ip = "192.168.50.1"
+//! pod_cidr = "10.244.1.0/24"
+//! cores = [1]
+//!
+//! [vxlan]
+//! vni = 1
+//!
+//! [[remote_nodes]]
+//! name = "node2"
+//! pod_cidr = "10.244.2.0/24"
+//! vtep_ip = "192.168.50.2"
+//! vtep_mac = "02:00:00:00:02:01"
+//! underlay_mac = "02:00:00:00:02:00"
+//!
+//! [[pods]]
+//! ifname = "veth-pod1"
+//! ip = "10.244.1.2"
+//! mac = "02:00:00:01:00:02"
+//! ```
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use xvs_control::state::{
+    DesiredState, MacAddr, NodeSpec, PortKind, PortSpec, RemoteNodeSpec, VxlanSpec,
+    DEFAULT_GATEWAY_MAC, DEFAULT_POD_GATEWAY, VXLAN_UDP_PORT,
+};
+
+/// Descriptors per AF_XDP ring unless configured.
+pub const DEFAULT_RING_SIZE: u32 = 2048;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{0} is required (in the config file or as --{1})")]
+    Missing(&'static str, &'static str),
+    #[error("--{flag} {value:?}: expected {expected}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("the VXLAN overlay needs an uplink")]
+    VxlanWithoutUplink,
+    #[error("interface {ifname}: {what}")]
+    Interface { ifname: String, what: String },
+}
+
+/// The config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XvsdConfig {
+    pub uplink: Option<String>,
+    pub node_ip: Option<Ipv4Addr>,
+    pub pod_cidr: Option<Ipv4Net>,
+    /// CPUs for the datapath workers.
+    #[serde(default)]
+    pub cores: Vec<usize>,
+    /// Descriptors per AF_XDP ring (power of two).
+    pub ring_size: Option<u32>,
+    /// Bind copy mode even where the driver offers zero-copy.
+    #[serde(default)]
+    pub force_copy: bool,
+    pub vxlan: Option<VxlanConfig>,
+    #[serde(default)]
+    pub remote_nodes: Vec<RemoteNodeSpec>,
+    #[serde(default)]
+    pub pods: Vec<PodConfig>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VxlanConfig {
+    pub vni: u32,
+    /// Default: the node IP.
+    pub vtep_ip: Option<Ipv4Addr>,
+    /// Default: the uplink's MAC.
+    pub vtep_mac: Option<MacAddr>,
+    pub udp_port: Option<u16>,
+}
+
+/// A pod attached by its veth's host end.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodConfig {
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    /// The pod's own interface MAC.
+    pub mac: MacAddr,
+    pub mtu: Option<u16>,
+}
+
+/// Command-line flags of xvsd.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "xvsd",
+    version,
+    about = "xvs: a poll-mode AF_XDP virtual switch"
+)]
+pub struct Flags {
+    /// TOML configuration file.
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+    /// The node's uplink interface.
+    #[arg(long)]
+    pub uplink: Option<String>,
+    #[arg(long)]
+    pub node_ip: Option<Ipv4Addr>,
+    #[arg(long)]
+    pub pod_cidr: Option<Ipv4Net>,
+    /// VXLAN network identifier (enables the overlay).
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// VXLAN tunnel endpoint address (default: the node IP).
+    #[arg(long)]
+    pub vtep_ip: Option<Ipv4Addr>,
+    #[arg(long)]
+    pub vxlan_port: Option<u16>,
+    /// A remote node: NAME,POD_CIDR,VTEP_IP,VTEP_MAC,UNDERLAY_MAC.
+    #[arg(
+        long = "remote",
+        value_name = "NAME,CIDR,VTEP_IP,VTEP_MAC,UNDERLAY_MAC"
+    )]
+    pub remotes: Vec<String>,
+    /// A pod port: IFNAME,IP,MAC (the host end of the pod's veth, the pod's
+    /// address and its interface MAC).
+    #[arg(long = "pod", value_name = "IFNAME,IP,MAC")]
+    pub pods: Vec<String>,
+    /// CPUs for the datapath workers, e.g. 1 or 2,3.
+    #[arg(long, value_delimiter = ',')]
+    pub cores: Vec<usize>,
+    /// Descriptors per AF_XDP ring.
+    #[arg(long)]
+    pub ring_size: Option<u32>,
+    /// Bind copy mode even where zero-copy is offered.
+    #[arg(long)]
+    pub force_copy: bool,
+}
+
+fn flag_err(flag: &'static str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::Flag {
+        flag,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+impl XvsdConfig {
+    /// Reads the file named by `--config` (if any) and applies the flags.
+    pub fn load(flags: &Flags) -> Result<Self, ConfigError> {
+        let mut config = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source: Box::new(source),
+                })?
+            }
+            None => XvsdConfig::default(),
+        };
+        config.apply(flags)?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, f: &Flags) -> Result<(), ConfigError> {
+        if f.uplink.is_some() {
+            self.uplink.clone_from(&f.uplink);
+        }
+        self.node_ip = f.node_ip.or(self.node_ip);
+        self.pod_cidr = f.pod_cidr.or(self.pod_cidr);
+        self.ring_size = f.ring_size.or(self.ring_size);
+        self.force_copy |= f.force_copy;
+        if !f.cores.is_empty() {
+            self.cores.clone_from(&f.cores);
+        }
+        if f.vni.is_some() || f.vtep_ip.is_some() || f.vxlan_port.is_some() {
+            let v = self.vxlan.get_or_insert_with(VxlanConfig::default);
+            if let Some(vni) = f.vni {
+                v.vni = vni;
+            }
+            v.vtep_ip = f.vtep_ip.or(v.vtep_ip);
+            v.udp_port = f.vxlan_port.or(v.udp_port);
+        }
+        for r in &f.remotes {
+            const WANT: &str = "NAME,POD_CIDR,VTEP_IP,VTEP_MAC,UNDERLAY_MAC";
+            let parts: Vec<&str> = r.split(',').collect();
+            let [name, cidr, ip, vtep_mac, underlay_mac] = parts[..] else {
+                return Err(flag_err("remote", r, WANT));
+            };
+            self.remote_nodes.push(RemoteNodeSpec {
+                name: name.to_string(),
+                pod_cidr: cidr.parse().map_err(|_| flag_err("remote", r, WANT))?,
+                vtep_ip: ip.parse().map_err(|_| flag_err("remote", r, WANT))?,
+                vtep_mac: vtep_mac.parse().map_err(|_| flag_err("remote", r, WANT))?,
+                underlay_mac: underlay_mac
+                    .parse()
+                    .map_err(|_| flag_err("remote", r, WANT))?,
+            });
+        }
+        for p in &f.pods {
+            const WANT: &str = "IFNAME,IP,MAC";
+            let parts: Vec<&str> = p.split(',').collect();
+            let [ifname, ip, mac] = parts[..] else {
+                return Err(flag_err("pod", p, WANT));
+            };
+            self.pods.push(PodConfig {
+                ifname: ifname.to_string(),
+                ip: ip.parse().map_err(|_| flag_err("pod", p, WANT))?,
+                mac: mac.parse().map_err(|_| flag_err("pod", p, WANT))?,
+                mtu: None,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn ring_size(&self) -> u32 {
+        self.ring_size.unwrap_or(DEFAULT_RING_SIZE)
+    }
+
+    /// The desired state this configuration describes. `link` answers the
+    /// MAC and MTU of an interface (sysfs in xvsd, a table in tests).
+    pub fn desired_state(
+        &self,
+        link: impl Fn(&str) -> Result<(MacAddr, u16), String>,
+    ) -> Result<DesiredState, ConfigError> {
+        let node_ip = self
+            .node_ip
+            .ok_or(ConfigError::Missing("node_ip", "node-ip"))?;
+        let pod_cidr = self
+            .pod_cidr
+            .ok_or(ConfigError::Missing("pod_cidr", "pod-cidr"))?;
+        let link = |ifname: &str| {
+            link(ifname).map_err(|what| ConfigError::Interface {
+                ifname: ifname.to_string(),
+                what,
+            })
+        };
+        let mut ports = Vec::new();
+        let mut uplink_mac = None;
+        if let Some(uplink) = &self.uplink {
+            let (mac, mtu) = link(uplink)?;
+            uplink_mac = Some(mac);
+            ports.push(PortSpec {
+                name: uplink.clone(),
+                kind: PortKind::Uplink { mac },
+                mtu,
+            });
+        }
+        let vxlan = match &self.vxlan {
+            None => None,
+            Some(v) => {
+                let uplink = self.uplink.clone().ok_or(ConfigError::VxlanWithoutUplink)?;
+                Some(VxlanSpec {
+                    vni: v.vni,
+                    vtep_ip: v.vtep_ip.unwrap_or(node_ip),
+                    vtep_mac: v
+                        .vtep_mac
+                        .or(uplink_mac)
+                        .ok_or(ConfigError::VxlanWithoutUplink)?,
+                    udp_port: v.udp_port.unwrap_or(VXLAN_UDP_PORT),
+                    uplink,
+                })
+            }
+        };
+        for pod in &self.pods {
+            let (_, mtu) = link(&pod.ifname)?;
+            ports.push(PortSpec {
+                name: pod.ifname.clone(),
+                kind: PortKind::Pod {
+                    ip: pod.ip,
+                    mac: pod.mac,
+                },
+                mtu: pod.mtu.unwrap_or(mtu),
+            });
+        }
+        Ok(DesiredState {
+            node: NodeSpec {
+                node_ip,
+                pod_cidr,
+                gateway_ip: DEFAULT_POD_GATEWAY,
+                gateway_mac: DEFAULT_GATEWAY_MAC,
+                vxlan,
+            },
+            ports,
+            routes: Vec::new(),
+            remote_nodes: self.remote_nodes.clone(),
+            proxy_arp: Vec::new(),
+        })
+    }
+}
+
+/// MAC and MTU of a local interface, from sysfs.
+pub fn sysfs_link(ifname: &str) -> Result<(MacAddr, u16), String> {
+    if ifname.is_empty() || ifname.contains('/') || ifname.starts_with('.') {
+        return Err("not an interface name".into());
+    }
+    let read = |attr: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{ifname}/{attr}"))
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("reading its {attr}: {e}"))
+    };
+    let mac = read("address")?
+        .parse()
+        .map_err(|e| format!("its address: {e}"))?;
+    let mtu = read("mtu")?.parse().map_err(|e| format!("its mtu: {e}"))?;
+    Ok((mac, mtu))
+}
+
+/// Receive queues of a local interface (at least 1).
+pub fn rx_queues(ifname: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{ifname}/queues"))
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count()
+        })
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn links(ifname: &str) -> Result<(MacAddr, u16), String> {
+        match ifname {
+            "eth0" => Ok((MacAddr([2, 0, 0, 0, 0, 1]), 1500)),
+            "veth1" => Ok((MacAddr([2, 0, 0, 0, 0, 9]), 1450)),
+            _ => Err("no such interface".into()),
+        }
+    }
+
+    #[test]
+    fn file_and_flags_merge_into_a_desired_state() {
+        let mut config: XvsdConfig = toml::from_str(
+            r#"
+            uplink = "eth0"
+            node_ip = "192.168.1.1"
+            pod_cidr = "10.244.1.0/24"
+            [vxlan]
+            vni = 7
+            [[pods]]
+            ifname = "veth1"
+            ip = "10.244.1.2"
+            mac = "02:00:00:01:00:02"
+            "#,
+        )
+        .unwrap();
+        let flags = Flags::parse_from([
+            "xvsd",
+            "--remote",
+            "n2,10.244.2.0/24,192.168.1.2,02:00:00:00:02:01,02:00:00:00:02:00",
+            "--cores",
+            "1,2",
+        ]);
+        config.apply(&flags).unwrap();
+        assert_eq!(config.cores, [1, 2]);
+        let state = config.desired_state(links).unwrap();
+        assert_eq!(state.ports.len(), 2);
+        assert_eq!(
+            state.ports[0].kind,
+            PortKind::Uplink {
+                mac: MacAddr([2, 0, 0, 0, 0, 1])
+            }
+        );
+        assert_eq!(state.ports[1].mtu, 1450);
+        let vxlan = state.node.vxlan.unwrap();
+        assert_eq!(
+            (vxlan.vni, vxlan.vtep_ip),
+            (7, Ipv4Addr::new(192, 168, 1, 1))
+        );
+        assert_eq!(vxlan.vtep_mac, MacAddr([2, 0, 0, 0, 0, 1]));
+        assert_eq!(state.remote_nodes[0].name, "n2");
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let flags = Flags::parse_from(["xvsd", "--pod", "veth1,10.244.1.300,02:00:00:00:00:01"]);
+        let err = XvsdConfig::load(&flags).unwrap_err().to_string();
+        assert!(
+            err.contains("--pod") && err.contains("IFNAME,IP,MAC"),
+            "{err}"
+        );
+
+        let flags = Flags::parse_from(["xvsd", "--node-ip", "10.0.0.1"]);
+        let err = XvsdConfig::load(&flags)
+            .unwrap()
+            .desired_state(links)
+            .unwrap_err();
+        assert!(err.to_string().contains("pod_cidr"), "{err}");
+
+        let config: XvsdConfig = toml::from_str(
+            "node_ip = \"10.0.0.1\"\npod_cidr = \"10.244.0.0/24\"\n[[pods]]\nifname = \"nope\"\nip = \"10.244.0.2\"\nmac = \"02:00:00:00:00:01\"\n",
+        )
+        .unwrap();
+        let err = config.desired_state(links).unwrap_err().to_string();
+        assert!(
+            err.contains("nope") && err.contains("no such interface"),
+            "{err}"
+        );
+
+        assert!(
+            toml::from_str::<XvsdConfig>("uplnk = \"eth0\"").is_err(),
+            "typos are refused"
+        );
+        let config: XvsdConfig = toml::from_str(
+            "node_ip = \"10.0.0.1\"\npod_cidr = \"10.244.0.0/24\"\n[vxlan]\nvni = 1\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            config.desired_state(links),
+            Err(ConfigError::VxlanWithoutUplink)
+        ));
+    }
+
+    #[test]
+    fn sysfs_names_are_checked() {
+        assert_eq!(sysfs_link("../etc"), Err("not an interface name".into()));
+        let err = sysfs_link("xvs-no-such-if").unwrap_err();
+        assert!(err.contains("address"), "{err}");
+    }
+}
