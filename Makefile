@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps build demo test lint unit bench bench-flowtable clean
+.PHONY: deps build demo demo-pipeline test lint unit bench bench-flowtable clean
 
 deps:
 	@bash scripts/setup-deps.sh
@@ -13,9 +13,13 @@ deps:
 build: deps
 	$(CARGO) build --release --workspace --all-targets
 
-## The main job. Until the AF_XDP daemon lands (issue #4) it runs mixed
-## traffic through the pipeline on in-memory ports and traces each packet.
+## The main job: xvsd switching real traffic over AF_XDP between pods in
+## network namespaces and a kernel VXLAN node (root). `make demo-pipeline`
+## traces packets through the pipeline on in-memory ports instead (no root).
 demo: deps
+	@bash scripts/demo.sh
+
+demo-pipeline: deps
 	$(CARGO) run --release -q -p xvs-vswitch --example pipeline_demo
 
 ## Every test: formatting, lints, unit/integration/property tests, doc

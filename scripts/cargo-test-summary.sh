@@ -9,6 +9,8 @@ cargo=${CARGO:-cargo}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+# The end-to-end tests in tests/ run the xvsd binary: build it first.
+"$cargo" build --workspace --bins 2>&1 | tee -a "$log" || status=1
 "$cargo" test --workspace 2>&1 | tee -a "$log" || status=1
 # `--bench '*'` selects bench targets only; `--benches` would also rerun
 # the libraries' unit tests (lib targets have bench = true).

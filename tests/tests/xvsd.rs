@@ -1,0 +1,269 @@
+//! xvsd end to end over AF_XDP (issue #4): pods in network namespaces whose
+//! veth host ends are xvsd ports, a second node built the way Flannel
+//! builds one (the kernel's VXLAN device and routes), the node's own
+//! traffic on the uplink, and a crash and restart. Real peers only: ping,
+//! iperf3, the kernel's TCP stack.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::{iperf3, ping, ping_eventually, root_or_skip, run, sh, Topology, Xvsd};
+
+const POD_CIDR: &str = "10.244.1.0/24";
+
+fn pod_args(pods: &[(&str, &str, &str)]) -> Vec<String> {
+    pods.iter()
+        .flat_map(|(host, ip, mac)| ["--pod".to_string(), format!("{host},{ip},{mac}")])
+        .collect()
+}
+
+fn xdp_attached(ifname: &str) -> bool {
+    String::from_utf8_lossy(&sh(&format!("ip link show dev {ifname}")).stdout).contains("xdp")
+}
+
+/// (a) Three pods on one node: ping through the gateway, TCP and UDP with
+/// iperf3, frames all accounted for, and an idle worker that sleeps.
+#[test]
+fn three_pods_on_one_node() {
+    let Some(_serial) = root_or_skip("three_pods_on_one_node") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    let pods = [
+        ("xta1", "10.244.1.11", "02:00:00:0a:00:01"),
+        ("xta2", "10.244.1.12", "02:00:00:0a:00:02"),
+        ("xta3", "10.244.1.13", "02:00:00:0a:00:03"),
+    ];
+    for (i, (host, ip, mac)) in pods.iter().enumerate() {
+        topo.pod(&format!("xta-pod{}", i + 1), host, ip, mac);
+    }
+    let mut args = vec!["--node-ip", "192.168.77.1", "--pod-cidr", POD_CIDR];
+    let pod_args = pod_args(&pods);
+    args.extend(pod_args.iter().map(String::as_str));
+    let xvsd = Xvsd::start(&args);
+
+    assert!(
+        ping_eventually("xta-pod1", "169.254.1.1", 5),
+        "gateway:\n{}",
+        xvsd.log()
+    );
+    for (from, to) in [(1, 2), (2, 3), (3, 1)] {
+        let dst = pods[to - 1].1;
+        assert!(
+            ping_eventually(&format!("xta-pod{from}"), dst, 5)
+                && ping(&format!("xta-pod{from}"), dst, 3),
+            "pod{from} -> pod{to}:\n{}",
+            xvsd.log()
+        );
+    }
+
+    let tcp = iperf3("xta-pod2", pods[1].1, "xta-pod1", "-t 2");
+    let received = tcp["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(
+        received > 10 << 20,
+        "TCP pod1 -> pod2 moved only {received} bytes"
+    );
+
+    let udp = iperf3("xta-pod1", pods[0].1, "xta-pod3", "-u -b 20M -t 2");
+    let sum = &udp["end"]["sum"];
+    let (lost, packets) = (
+        sum["lost_packets"].as_u64().unwrap(),
+        sum["packets"].as_u64().unwrap(),
+    );
+    assert!(
+        packets > 1000 && lost * 100 < packets,
+        "UDP pod3 -> pod1: {lost} of {packets} lost"
+    );
+
+    // Idle: the worker sleeps in poll(2) instead of spinning.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = xvsd.worker_cpu_ticks();
+    std::thread::sleep(Duration::from_secs(2));
+    let used = xvsd.worker_cpu_ticks() - before;
+    // 200 ticks (USER_HZ 100) would be a core at 100%.
+    assert!(used < 20, "idle worker used {used} ticks of CPU in 2 s");
+
+    let log = xvsd.terminate();
+    assert!(
+        log.contains("balanced=true"),
+        "frame accounting after shutdown:\n{log}"
+    );
+    for (host, _, _) in pods {
+        assert!(
+            !xdp_attached(host),
+            "{host} still has an XDP program after shutdown"
+        );
+    }
+}
+
+/// The remote node: netns `xtb-node2` on the other end of the uplink veth,
+/// with a VXLAN device, routes and neighbour entries as Flannel programs
+/// them, and a pod `xtb-r2` (10.244.2.5) routed behind it.
+fn kernel_node(topo: &mut Topology, our_mac: &str) {
+    topo.netns("xtb-node2");
+    topo.netns("xtb-r2");
+    let _ = sh("ip link del xtbup 2>/dev/null");
+    run("ip link add xtbup type veth peer name eth0 netns xtb-node2");
+    topo.link("xtbup");
+    run(&format!("ip link set xtbup address {our_mac}"));
+    run("ip addr add 192.168.77.1/24 dev xtbup");
+    run("ip link set xtbup up");
+    let n = "ip -n xtb-node2";
+    for cmd in [
+        format!("{n} link set eth0 address 02:00:00:0b:02:00"),
+        format!("{n} addr add 192.168.77.2/24 dev eth0"),
+        format!("{n} link set eth0 up"),
+        format!(
+            "{n} link add vx0 type vxlan id 1 local 192.168.77.2 dstport 4789 dev eth0 nolearning"
+        ),
+        format!("{n} link set vx0 address 02:00:00:0b:02:01"),
+        format!("{n} addr add 10.244.2.0/32 dev vx0"),
+        format!("{n} link set vx0 up"),
+        format!("{n} route add 10.244.1.0/24 via 10.244.1.0 dev vx0 onlink"),
+        format!("{n} neigh add 10.244.1.0 lladdr {our_mac} dev vx0 nud permanent"),
+        format!("bridge -n xtb-node2 fdb append {our_mac} dev vx0 dst 192.168.77.1"),
+        format!("{n} link add n2p type veth peer name eth0 netns xtb-r2"),
+        format!("{n} addr add 10.244.2.1/24 dev n2p"),
+        format!("{n} link set n2p up"),
+        "ip netns exec xtb-node2 sysctl -qw net.ipv4.ip_forward=1".to_string(),
+        "ip -n xtb-r2 addr add 10.244.2.5/24 dev eth0".to_string(),
+        "ip -n xtb-r2 link set eth0 up".to_string(),
+        "ip -n xtb-r2 route add default via 10.244.2.1".to_string(),
+    ] {
+        run(&cmd);
+    }
+    for dev in ["eth0", "vx0", "n2p"] {
+        run(&format!("ip netns exec xtb-node2 ethtool -K {dev} tx off"));
+    }
+    run("ip netns exec xtb-r2 ethtool -K eth0 tx off");
+}
+
+/// (b) A pod behind xvsd and a pod behind a kernel VXLAN node ping and
+/// exchange TCP both ways; (c) meanwhile the node's own TCP on the uplink
+/// still works, steered to the kernel.
+#[test]
+fn vxlan_to_a_kernel_node_and_host_traffic_on_the_uplink() {
+    let Some(_serial) = root_or_skip("vxlan_to_a_kernel_node") else {
+        return;
+    };
+    let our_mac = "02:00:00:0b:01:00";
+    let mut topo = Topology::default();
+    kernel_node(&mut topo, our_mac);
+    topo.pod("xtb-pod1", "xtb1", "10.244.1.21", "02:00:00:0b:00:01");
+    let xvsd = Xvsd::start(&[
+        "--uplink",
+        "xtbup",
+        "--node-ip",
+        "192.168.77.1",
+        "--pod-cidr",
+        POD_CIDR,
+        "--vni",
+        "1",
+        "--remote",
+        "node2,10.244.2.0/24,192.168.77.2,02:00:00:0b:02:01,02:00:00:0b:02:00",
+        "--pod",
+        "xtb1,10.244.1.21,02:00:00:0b:00:01",
+    ]);
+
+    assert!(
+        ping_eventually("xtb-pod1", "10.244.2.5", 5),
+        "pod1 -> remote pod:\n{}",
+        xvsd.log()
+    );
+    assert!(
+        ping("xtb-r2", "10.244.1.21", 3),
+        "remote pod -> pod1:\n{}",
+        xvsd.log()
+    );
+    for (server_ns, server_ip, client_ns) in [
+        ("xtb-r2", "10.244.2.5", "xtb-pod1"),
+        ("xtb-pod1", "10.244.1.21", "xtb-r2"),
+    ] {
+        let r = iperf3(server_ns, server_ip, client_ns, "-t 2");
+        let received = r["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+        assert!(
+            received > 10 << 20,
+            "TCP {client_ns} -> {server_ns}: {received} bytes"
+        );
+    }
+
+    // (c) The node's own service on the uplink address: the steering
+    // program passes it to the kernel.
+    let listener = TcpListener::bind("192.168.77.1:0").expect("listen on the node IP");
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        BufReader::new(conn.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        conn.write_all(line.to_uppercase().as_bytes()).unwrap();
+    });
+    let reply = run(&format!(
+        "ip netns exec xtb-node2 timeout 5 bash -c 'exec 3<>/dev/tcp/192.168.77.1/{port}; echo hello >&3; head -1 <&3'"
+    ));
+    assert_eq!(reply.trim(), "HELLO");
+    server.join().unwrap();
+
+    let log = xvsd.terminate();
+    assert!(log.contains("balanced=true"), "{log}");
+    assert!(
+        !xdp_attached("xtbup"),
+        "the uplink keeps an XDP program after shutdown"
+    );
+}
+
+/// (d) SIGKILL leaves the steering programs attached; a restarted xvsd
+/// replaces them, forwards again, and leaves nothing behind on SIGTERM.
+#[test]
+fn restart_after_a_crash() {
+    let Some(_serial) = root_or_skip("restart_after_a_crash") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    let pods = [
+        ("xtd1", "10.244.1.31", "02:00:00:0d:00:01"),
+        ("xtd2", "10.244.1.32", "02:00:00:0d:00:02"),
+    ];
+    topo.pod("xtd-pod1", pods[0].0, pods[0].1, pods[0].2);
+    topo.pod("xtd-pod2", pods[1].0, pods[1].1, pods[1].2);
+    let mut args = vec!["--node-ip", "192.168.77.1", "--pod-cidr", POD_CIDR];
+    let pod_args = pod_args(&pods);
+    args.extend(pod_args.iter().map(String::as_str));
+
+    let first = Xvsd::start(&args);
+    assert!(ping_eventually("xtd-pod1", pods[1].1, 5), "{}", first.log());
+    first.kill();
+    assert!(
+        xdp_attached("xtd1") && xdp_attached("xtd2"),
+        "a crash leaves the programs"
+    );
+    assert!(
+        !ping("xtd-pod1", pods[1].1, 1),
+        "nothing forwards while xvsd is down"
+    );
+
+    let second = Xvsd::start(&args);
+    assert!(
+        second.log().contains("replacing a stale xvs_steer"),
+        "{}",
+        second.log()
+    );
+    assert!(
+        ping_eventually("xtd-pod1", pods[1].1, 5),
+        "after restart:\n{}",
+        second.log()
+    );
+    assert!(
+        ping("xtd-pod2", pods[0].1, 3),
+        "after restart, the other way"
+    );
+    second.terminate();
+    assert!(
+        !xdp_attached("xtd1") && !xdp_attached("xtd2"),
+        "stale programs after shutdown"
+    );
+}
