@@ -1,6 +1,8 @@
-//! xvs hardware access: AF_XDP sockets and UMEM (xsk-rs), the XDP steering
-//! program (libbpf-rs), NIC queue queries and CPU pinning (issue #4), and
-//! the two memory primitives the flow table needs ([`mem`]).
+//! xvs hardware access: AF_XDP sockets sharing one UMEM ([`xsk`], on
+//! libxdp-sys), the XDP steering program ([`steer`], libbpf-rs), CPU
+//! pinning ([`cpu`]), and the two memory primitives the flow table needs
+//! ([`mem`]). The AF_XDP parts are behind the `afxdp` feature, which the
+//! datapath turns on, so the flow table builds without libbpf and clang.
 //!
 //! This is the only crate of the workspace allowed to use `unsafe`; every
 //! block carries a `// SAFETY:` comment (enforced by the workspace lint

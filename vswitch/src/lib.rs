@@ -3,7 +3,7 @@
 //!
 //! Layout, following the packet:
 //! - [`port`]: where packets come from and go to ([`port::Port`], the
-//!   in-memory port; the AF_XDP port joins in issue #4);
+//!   in-memory port, the AF_XDP port);
 //! - [`packet`]: frames and descriptors (the UMEM model);
 //! - [`wire`]: zero-copy typed views of the protocols;
 //! - [`snapshot`]: the desired state compiled into immutable tables
@@ -11,7 +11,8 @@
 //! - [`pipeline`]: the stages a batch walks, one file each;
 //! - [`l2`]: the MAC learning table;
 //! - [`drop`]: drop reasons and per-worker counters;
-//! - [`worker`]: polls ports, runs the pipeline, flushes transmit queues.
+//! - [`worker`]: polls ports, runs the pipeline, flushes transmit queues;
+//! - [`daemon`]: xvsd: configuration, AF_XDP setup, the worker thread.
 //!
 //! No FFI and no `unsafe` here: NICs are reached only through the `Port`
 //! trait, whose AF_XDP implementation wraps `hw`.

@@ -4,9 +4,9 @@
 //! (frame index + data window) into it, never a copy of the bytes. This is
 //! the AF_XDP model: one UMEM per worker shared by all its sockets, so moving
 //! a packet from one port to another moves a descriptor. The in-memory pool
-//! here ([`HeapFramePool`]) implements [`FramePool`], and so will the AF_XDP
-//! adapter in this crate over `hw`'s UMEM (issue #4); the pipeline is
-//! generic over it and never knows which.
+//! here ([`HeapFramePool`]) implements [`FramePool`], and so does the AF_XDP
+//! adapter over `hw`'s UMEM (`port::XskPool`); the pipeline is generic
+//! over it and never knows which.
 //!
 //! Every frame starts with [`HEADROOM`] free bytes so that encapsulation
 //! (VXLAN needs 50) and ICMP error generation (28) prepend headers in place

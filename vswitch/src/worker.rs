@@ -2,8 +2,8 @@
 //!
 //! `poll` is one round of the poll loop: for each port, receive a burst,
 //! run it through the pipeline, flush every transmit queue that got
-//! packets. Issue #4 wraps this in pinned threads with adaptive back-off;
-//! tests, benchmarks and the demo call it directly.
+//! packets. `daemon` runs it in a pinned thread with adaptive back-off;
+//! tests, benchmarks and the pipeline demo call it directly.
 
 use std::sync::Arc;
 
