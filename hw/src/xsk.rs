@@ -435,16 +435,20 @@ impl Xsk {
             self.is_user(frame),
             "frame {frame} is not held by userspace"
         );
-        let start = frame as usize * FRAME_SIZE as usize;
-        &self.memory()[start..start + FRAME_SIZE as usize]
+        // SAFETY: `frame` < `frames` (is_user checked the bitmap, which has
+        // no bit beyond it), so the frame lies inside the region; userspace
+        // holds it, so the kernel does not write it, and a `&mut` view of it
+        // would need `&mut self`. The view covers this frame only, never
+        // memory lent to the kernel.
+        unsafe { std::slice::from_raw_parts(self.frame_ptr(frame), FRAME_SIZE as usize) }
     }
 
-    /// The whole region. Only ever indexed at frames held by userspace.
-    fn memory(&self) -> &[u8] {
-        // SAFETY: the region is `len` bytes mapped for as long as `self`;
-        // callers look only at frames userspace holds, which the kernel
-        // does not write, and a `&mut` view would need `&mut self`.
-        unsafe { std::slice::from_raw_parts(self.region.ptr.as_ptr(), self.region.len) }
+    /// Where frame `frame` starts (computing it is safe; using it is not).
+    fn frame_ptr(&self, frame: u32) -> *mut u8 {
+        self.region
+            .ptr
+            .as_ptr()
+            .wrapping_add(frame as usize * FRAME_SIZE as usize)
     }
 
     /// The whole frame, writable. Panics as [`Xsk::frame`] does.
@@ -454,11 +458,8 @@ impl Xsk {
             self.is_user(frame),
             "frame {frame} is not held by userspace"
         );
-        let start = frame as usize * FRAME_SIZE as usize;
-        // SAFETY: as in `memory`; `&mut self` makes this the only view.
-        let memory =
-            unsafe { std::slice::from_raw_parts_mut(self.region.ptr.as_ptr(), self.region.len) };
-        &mut memory[start..start + FRAME_SIZE as usize]
+        // SAFETY: as in `frame`; `&mut self` makes this the only view.
+        unsafe { std::slice::from_raw_parts_mut(self.frame_ptr(frame), FRAME_SIZE as usize) }
     }
 
     /// Copies `len` bytes at `offset` of frame `from` to the same place in
@@ -471,12 +472,19 @@ impl Xsk {
             offset + len <= FRAME_SIZE as usize,
             "copy past the end of a frame"
         );
+        assert!(
+            self.is_user(from) && self.is_user(to),
+            "copy between frames not held by userspace"
+        );
         if from == to {
             return;
         }
-        let mut bytes = [0u8; FRAME_SIZE as usize];
-        bytes[..len].copy_from_slice(&self.frame(from)[offset..offset + len]);
-        self.frame_mut(to)[offset..offset + len].copy_from_slice(&bytes[..len]);
+        let src = self.frame_ptr(from).wrapping_add(offset);
+        let dst = self.frame_ptr(to).wrapping_add(offset);
+        // SAFETY: both ranges lie inside distinct frames (checked above)
+        // that userspace holds, so they do not overlap and nothing else
+        // reads or writes them meanwhile (`&mut self`).
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
     }
 
     /// Takes a free frame for userspace.
