@@ -679,11 +679,6 @@ impl Xsk {
         n as usize
     }
 
-    /// Whether the socket has packets waiting on its rx ring.
-    pub fn rx_ready(&self, id: SocketId) -> bool {
-        ring_entries(&self.sockets[id].rx.producer, &self.sockets[id].rx.consumer) > 0
-    }
-
     /// Blocks until a socket has packets to receive or `timeout_ms`
     /// passes (the idle back-off of a worker). Returns whether any has.
     pub fn wait_rx(&self, timeout_ms: i32) -> io::Result<bool> {

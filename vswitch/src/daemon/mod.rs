@@ -86,7 +86,7 @@ pub struct Datapath {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<XskWorker>>,
     // Detached when dropped, after the worker (and its sockets) stopped.
-    programs: Vec<SteeringProgram>,
+    _programs: Vec<SteeringProgram>,
     pub ports: Vec<PortInfo>,
 }
 
@@ -166,7 +166,7 @@ impl Datapath {
         Ok(Datapath {
             stop,
             thread: Some(thread),
-            programs,
+            _programs: programs,
             ports: infos,
         })
     }
@@ -188,11 +188,6 @@ impl Datapath {
             drops,
             accounting: worker.pool.xsk.accounting(),
         })
-    }
-
-    /// The steering programs' counters, per port.
-    pub fn programs(&self) -> &[SteeringProgram] {
-        &self.programs
     }
 }
 

@@ -83,10 +83,6 @@ impl XskPort {
         }
     }
 
-    pub fn sockets(&self) -> &[SocketId] {
-        &self.sockets
-    }
-
     pub fn mode(&self, pool: &XskPool) -> BindMode {
         pool.xsk.mode(self.sockets[0])
     }
