@@ -34,7 +34,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::ptr::{self, NonNull};
 
 use libxdp_sys as sys;
@@ -139,6 +139,28 @@ pub struct SocketStats {
     pub tx_wakeup_errors: u64,
     /// Fill-ring wakeups (`recvfrom`) made.
     pub fill_wakeups: u64,
+    /// The kernel's counters of the socket (XDP_STATISTICS): packets it
+    /// dropped because the rx ring was full, or found no fill-ring frame,
+    /// or for other reasons, and descriptors it refused.
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty: u64,
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+}
+
+impl SocketStats {
+    /// Adds `other` (another socket's counters).
+    pub fn add(&mut self, other: &SocketStats) {
+        self.tx_wakeups += other.tx_wakeups;
+        self.tx_wakeup_errors += other.tx_wakeup_errors;
+        self.fill_wakeups += other.fill_wakeups;
+        self.rx_ring_full += other.rx_ring_full;
+        self.rx_fill_ring_empty += other.rx_fill_ring_empty;
+        self.rx_dropped += other.rx_dropped;
+        self.rx_invalid_descs += other.rx_invalid_descs;
+        self.tx_invalid_descs += other.tx_invalid_descs;
+    }
 }
 
 /// Anonymous memory, unmapped on drop.
@@ -397,8 +419,37 @@ impl Xsk {
         self.sockets[id].mode
     }
 
+    /// Counters of socket `id`: ours, and the kernel's read now.
     pub fn stats(&self, id: SocketId) -> SocketStats {
-        self.sockets[id].stats
+        let mut stats = self.sockets[id].stats;
+        let mut k = libc::xdp_statistics {
+            rx_dropped: 0,
+            rx_invalid_descs: 0,
+            tx_invalid_descs: 0,
+            rx_ring_full: 0,
+            rx_fill_ring_empty_descs: 0,
+            tx_ring_empty_descs: 0,
+        };
+        let mut len = libc::socklen_t::try_from(std::mem::size_of_val(&k)).unwrap_or(0);
+        // SAFETY: `k` and `len` are valid for the kernel to write; `len`
+        // says how much of `k` it may (older kernels write less).
+        let rc = unsafe {
+            libc::getsockopt(
+                self.sockets[id].fd,
+                libc::SOL_XDP,
+                libc::XDP_STATISTICS,
+                (&raw mut k).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            stats.rx_ring_full = k.rx_ring_full;
+            stats.rx_fill_ring_empty = k.rx_fill_ring_empty_descs;
+            stats.rx_dropped = k.rx_dropped;
+            stats.rx_invalid_descs = k.rx_invalid_descs;
+            stats.tx_invalid_descs = k.tx_invalid_descs;
+        }
+        stats
     }
 
     pub fn sockets(&self) -> usize {
@@ -530,8 +581,7 @@ impl Xsk {
             return 0;
         }
         let mut idx = 0;
-        // SAFETY: the fill ring is live (owned by the socket).
-        let n = unsafe { sys::xsk_ring_prod__reserve(&mut *s.fill, want, &mut idx) };
+        let n = reserve_up_to(&mut s.fill, want, &mut idx);
         for i in 0..n {
             let f = self.free.pop().unwrap_or_default();
             // SAFETY: `idx + i` was reserved above; the function masks it
@@ -618,8 +668,7 @@ impl Xsk {
         let s = &mut self.sockets[id];
         let mut idx = 0;
         let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
-        // SAFETY: the tx ring is live.
-        let n = unsafe { sys::xsk_ring_prod__reserve(&mut *s.tx, want, &mut idx) };
+        let n = reserve_up_to(&mut s.tx, want, &mut idx);
         for (i, d) in (0..n).zip(descs) {
             // SAFETY: `idx + i` was reserved above.
             let slot = unsafe { sys::xsk_ring_prod__tx_desc(&mut *s.tx, idx.wrapping_add(i)) };
@@ -679,21 +728,24 @@ impl Xsk {
         n as usize
     }
 
-    /// Blocks until a socket has packets to receive or `timeout_ms`
-    /// passes (the idle back-off of a worker). Returns whether any has.
-    pub fn wait_rx(&self, timeout_ms: i32) -> io::Result<bool> {
+    /// Blocks until a socket has packets to receive, one of `also` is
+    /// readable (another worker's doorbell), or `timeout_ms` passes (the
+    /// idle back-off of a worker). Returns whether anything is ready.
+    pub fn wait_rx(&self, also: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<bool> {
         let mut fds: Vec<libc::pollfd> = self
             .sockets
             .iter()
-            .map(|s| libc::pollfd {
-                fd: s.fd,
+            .map(|s| s.fd)
+            .chain(also.iter().map(AsRawFd::as_raw_fd))
+            .map(|fd| libc::pollfd {
+                fd,
                 events: libc::POLLIN,
                 revents: 0,
             })
             .collect();
         let nfds = libc::nfds_t::try_from(fds.len()).unwrap_or(libc::nfds_t::MAX);
         // SAFETY: `fds` is a valid array of `nfds` pollfd structs naming
-        // sockets this value owns.
+        // sockets this value owns and descriptors `also` borrows.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds, timeout_ms) };
         match rc {
             n if n > 0 => Ok(true),
@@ -726,6 +778,20 @@ impl Xsk {
         }
         a
     }
+}
+
+/// Reserves as many of `want` slots of a producer ring as are free and
+/// returns how many (libxdp's reserve is all or nothing: asking a ring with
+/// one slot short for a full ring's worth gets none).
+fn reserve_up_to(ring: &mut Box<sys::xsk_ring_prod>, want: u32, idx: &mut u32) -> u32 {
+    // SAFETY: `ring` is a live producer ring owned by a socket.
+    let free = unsafe { sys::xsk_prod_nb_free(&mut **ring, want) };
+    let n = want.min(free);
+    if n == 0 {
+        return 0;
+    }
+    // SAFETY: as above; `n` slots are free, so this reserves all of them.
+    unsafe { sys::xsk_ring_prod__reserve(&mut **ring, n, idx) }
 }
 
 /// The mode the kernel bound socket `fd` in (XDP_OPTIONS).
