@@ -39,9 +39,9 @@ fn fill_ring_is_topped_up_after_every_receive() {
         return;
     };
     let mut topo = Topology::default();
-    topo.pod("xtx-pod", "xtx0", "10.244.9.2", "02:00:00:0d:00:01");
+    topo.pod("xtx-pod", "xtx0", "10.244.9.2", "02:00:00:0e:00:01");
     // The pod sends straight to the gateway MAC: no ARP to wait for.
-    run("ip -n xtx-pod neigh replace 169.254.1.1 lladdr 02:00:00:0d:00:ff dev eth0 nud permanent");
+    run("ip -n xtx-pod neigh replace 169.254.1.1 lladdr 02:00:00:0e:00:ff dev eth0 nud permanent");
 
     let program = SteeringProgram::attach("xtx0", Steering::All).unwrap();
     let mut xsk = Xsk::new(2 * RING + 64, RING).unwrap();

@@ -21,6 +21,7 @@
 
 pub mod daemon;
 pub mod drop;
+pub mod handoff;
 pub mod l2;
 pub mod lpm;
 pub mod packet;

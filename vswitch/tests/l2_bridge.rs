@@ -566,7 +566,7 @@ fn a_new_snapshot_forgets_macs_of_a_renamed_port_only() {
         for name in ["pod1", "pod2", "pod3", "uplink"] {
             assert!(h.sent(name).is_empty(), "a bridged frame leaked to {name}");
         }
-        let sent = [4, 5, 6].map(|i| h.worker.ports[i].take_sent());
+        let sent = [4, 5, 6].map(|i| h.worker.local_port_mut(i).unwrap().take_sent());
         for f in sent.iter().flatten() {
             parse_checked(f);
         }

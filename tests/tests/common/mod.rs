@@ -75,10 +75,17 @@ impl Topology {
     /// the 169.254.1.1 gateway, checksum offload off), its veth's host end
     /// `host` up in the root namespace.
     pub fn pod(&mut self, ns: &str, host: &str, ip: &str, mac: &str) {
+        self.pod_with_queues(ns, host, ip, mac, 1);
+    }
+
+    /// A pod whose veth has `queues` queues each way (one per worker lets
+    /// every worker serve it).
+    pub fn pod_with_queues(&mut self, ns: &str, host: &str, ip: &str, mac: &str, queues: u32) {
         self.netns(ns);
         let _ = sh(&format!("ip link del {host} 2>/dev/null"));
+        let q = format!("numtxqueues {queues} numrxqueues {queues}");
         run(&format!(
-            "ip link add {host} type veth peer name eth0 netns {ns}"
+            "ip link add {host} {q} type veth peer name eth0 netns {ns} {q}"
         ));
         self.links.push(host.to_string());
         run(&format!("ip -n {ns} link set eth0 address {mac}"));
@@ -201,22 +208,41 @@ impl Xvsd {
         let _ = self.child.wait();
     }
 
-    /// CPU time (user + system, in clock ticks) of the worker thread.
-    pub fn worker_cpu_ticks(&self) -> u64 {
+    /// CPU time (user + system, in clock ticks) of each worker thread, in
+    /// worker order.
+    pub fn worker_cpu_ticks(&self) -> Vec<u64> {
         let dir = format!("/proc/{}/task", self.child.id());
+        let mut workers = Vec::new();
         for task in std::fs::read_dir(&dir).expect("task dir").flatten() {
             let path = task.path();
             let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-            if comm.trim() == "xvs-worker-0" {
-                let stat = std::fs::read_to_string(path.join("stat")).expect("stat");
-                // Fields after the ")" that ends the command name: state is
-                // field 3, utime 14, stime 15.
-                let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                return f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-            }
+            let Some(index) = comm.trim().strip_prefix("xvs-worker-") else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(path.join("stat")).expect("stat");
+            // Fields after the ")" that ends the command name: state is
+            // field 3, utime 14, stime 15.
+            let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            workers.push((index.parse::<usize>().expect("worker index"), ticks));
         }
-        panic!("no xvs-worker-0 thread in {dir}");
+        assert!(!workers.is_empty(), "no xvs-worker thread in {dir}");
+        workers.sort_unstable();
+        workers.into_iter().map(|(_, ticks)| ticks).collect()
+    }
+
+    /// Asserts that every worker sleeps while nothing arrives: over 2 s, a
+    /// busy-polling worker would use 200 ticks (USER_HZ 100).
+    pub fn assert_workers_idle(&self) {
+        std::thread::sleep(Duration::from_millis(500));
+        let before = self.worker_cpu_ticks();
+        std::thread::sleep(Duration::from_secs(2));
+        let after = self.worker_cpu_ticks();
+        for (i, (a, b)) in after.iter().zip(&before).enumerate() {
+            let used = a - b;
+            assert!(used < 20, "idle worker {i} used {used} ticks of CPU in 2 s");
+        }
     }
 }
 

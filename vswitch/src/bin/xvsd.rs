@@ -42,6 +42,7 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
             xdp = p.xdp.name(),
             bind = p.bind.name(),
             queues = p.queues,
+            workers = ?p.workers,
             "port up"
         );
     }
@@ -51,29 +52,51 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     }
     tracing::info!("stopping");
     if let Some(report) = datapath.stop() {
-        for (name, c) in &report.ports {
+        for p in &report.ports {
+            let c = &p.counters;
+            let steer = p.steering.unwrap_or_default();
             tracing::info!(
-                port = name,
+                port = p.name,
                 rx = c.rx_packets,
                 tx = c.tx_packets,
+                xdp_redirected = steer.redirected,
+                xdp_passed = steer.passed,
+                xdp_dropped = steer.dropped,
                 "port counters"
             );
         }
         for (reason, n) in &report.drops {
             tracing::info!(reason, n, "drops");
         }
-        let a = report.accounting;
-        tracing::info!(
-            total = a.total,
-            free = a.free,
-            user = a.user,
-            fill = a.fill,
-            rx = a.rx,
-            tx = a.tx,
-            completion = a.completion,
-            balanced = a.balanced(),
-            "frame accounting"
-        );
+        for (i, w) in report.workers.iter().enumerate() {
+            let a = w.accounting;
+            tracing::info!(
+                worker = i,
+                core = ?w.core,
+                rx = w.rx_packets,
+                tx = w.tx_packets,
+                handed_off = w.handed_off,
+                handoff_drops = w.handoff_drops,
+                handoff_no_frame = w.handoff_no_frame,
+                tx_ring_full = w.tx_ring_full,
+                kernel_rx_ring_full = w.sockets.rx_ring_full,
+                kernel_no_fill_frame = w.sockets.rx_fill_ring_empty,
+                kernel_rx_dropped = w.sockets.rx_dropped,
+                "worker counters"
+            );
+            tracing::info!(
+                worker = i,
+                total = a.total,
+                free = a.free,
+                user = a.user,
+                fill = a.fill,
+                rx = a.rx,
+                tx = a.tx,
+                completion = a.completion,
+                balanced = a.balanced(),
+                "frame accounting"
+            );
+        }
     }
     drop(datapath);
     tracing::info!("stopped; XDP programs detached");

@@ -3,22 +3,25 @@
 //! [`Datapath::start`] compiles the configuration into a snapshot, attaches
 //! the XDP steering program to every port (pod ports: everything; the
 //! uplink: only what the switch owns, so the node's own traffic keeps
-//! flowing through the kernel), binds an AF_XDP socket per receive queue,
-//! all sharing one UMEM, and starts the worker thread pinned to its core.
-//! [`Datapath::stop`] stops the worker, closes the sockets and detaches the
+//! flowing through the kernel), and starts one worker per configured core,
+//! pinned to it. Each worker has its own UMEM, shared by all its AF_XDP
+//! sockets, so forwarding between the queues a worker serves moves
+//! descriptors. Receive queues are dealt out round robin: queue `q` of the
+//! `p`-th port goes to worker `(p + q) mod workers`, which spreads
+//! single-queue ports (veth) over the workers and gives every worker a
+//! queue of each port that has as many queues as there are workers. A
+//! worker without a queue of a port hands packets for it to the worker
+//! that serves its queue 0 (see [`crate::handoff`]): one copy, the price of
+//! one UMEM per worker.
+//!
+//! [`Datapath::stop`] stops the workers, closes the sockets and detaches the
 //! programs; a crash leaves the programs attached, and the next start
 //! replaces them (see `xvs_hw::steer`).
 //!
-//! The worker busy-polls while there is traffic and, after
-//! [`BUSY_ROUNDS`] empty rounds, sleeps in `poll(2)` on its sockets until a
-//! packet arrives (or [`IDLE_WAIT_MS`] pass, to look at the stop flag), so
-//! an idle switch does not keep a core at 100%.
-//!
-//! One worker serves every port for now: veth has a single queue, and a
-//! (device, queue) takes one AF_XDP socket, so a second worker would need a
-//! hand-off ring to transmit on ports it does not own. The first configured
-//! core is used; more cores are refused with a clear error rather than
-//! ignored.
+//! A worker busy-polls while there is traffic and, after [`BUSY_ROUNDS`]
+//! empty rounds, sleeps in `poll(2)` on its sockets and its hand-off
+//! doorbell until a packet arrives (or [`IDLE_WAIT_MS`] pass, to look at the
+//! stop flag), so an idle switch does not keep its cores at 100%.
 
 pub mod config;
 
@@ -28,13 +31,15 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use xvs_control::state::PortKind;
-use xvs_hw::steer::{AttachMode, SteerError, Steering, SteeringProgram};
-use xvs_hw::xsk::{Accounting, BindMode, Xsk, XskError};
+use xvs_hw::steer::{AttachMode, SteerCounters, SteerError, Steering, SteeringProgram};
+use xvs_hw::xsk::{Accounting, BindMode, SocketStats, Xsk, XskError};
 
+use crate::drop::DropReason;
+use crate::handoff::{self, Outbox};
 use crate::pipeline::PipelineConfig;
 use crate::port::{XskPool, XskPort};
 use crate::snapshot::{CompileError, Snapshot};
-use crate::worker::{PortCounters, Worker};
+use crate::worker::{PortCounters, PortSlot, Worker};
 use config::{rx_queues, ConfigError, XvsdConfig};
 
 /// Empty poll rounds before a worker sleeps.
@@ -42,7 +47,8 @@ pub const BUSY_ROUNDS: u32 = 1024;
 /// Longest sleep of an idle worker.
 pub const IDLE_WAIT_MS: i32 = 50;
 /// UMEM frames beyond what the rings can hold: eight batches of 64 for
-/// the pipeline's own allocations and queues.
+/// the pipeline's own allocations and queues and for packets handed over
+/// by other workers.
 const SPARE_FRAMES: u32 = 512;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +63,12 @@ pub enum DaemonError {
     Xsk(#[from] XskError),
     #[error("no ports: give --uplink and/or --pod")]
     NoPorts,
-    #[error("cores {0:?}: one worker serves all ports (veth has one queue); give one core")]
-    Cores(Vec<usize>),
+    #[error("cores {0:?}: a core may serve one worker only")]
+    DuplicateCore(Vec<usize>),
     #[error("core {0} does not exist or may not be used by this process")]
     Pin(usize),
+    #[error("cannot set up the hand-off between workers: {0}")]
+    Handoff(std::io::Error),
 }
 
 /// What `xvsctl show` will print about a port.
@@ -70,35 +78,82 @@ pub struct PortInfo {
     pub xdp: AttachMode,
     pub bind: BindMode,
     pub queues: u32,
+    /// The workers serving its queues, by index (queue `q` is served by
+    /// `workers[q % workers.len()]`).
+    pub workers: Vec<usize>,
+}
+
+/// Counters of one stopped worker.
+#[derive(Debug, Clone)]
+pub struct WorkerReport {
+    pub core: Option<usize>,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
+    /// Packets passed to other workers, and dropped because they were
+    /// behind.
+    pub handed_off: u64,
+    pub handoff_drops: u64,
+    /// Packets handed over by others that found no free frame here.
+    pub handoff_no_frame: u64,
+    /// Packets its tx rings had no room for.
+    pub tx_ring_full: u64,
+    /// Its sockets' counters, the kernel's included (packets lost before
+    /// they reached the worker: rx ring full, no fill-ring frame).
+    pub sockets: SocketStats,
+    pub accounting: Accounting,
+}
+
+/// Counters of one port of a stopped datapath.
+#[derive(Debug, Clone)]
+pub struct PortReport {
+    pub name: String,
+    /// Summed over the workers.
+    pub counters: PortCounters,
+    /// What its XDP program did with the packets the port received (`None`
+    /// if the program's counters could not be read).
+    pub steering: Option<SteerCounters>,
 }
 
 /// Counters of a stopped datapath.
 #[derive(Debug, Clone)]
 pub struct Report {
-    pub ports: Vec<(String, PortCounters)>,
+    pub ports: Vec<PortReport>,
+    pub workers: Vec<WorkerReport>,
+    /// Pipeline drops by reason, summed over the workers.
     pub drops: Vec<(&'static str, u64)>,
-    pub accounting: Accounting,
 }
 
 type XskWorker = Worker<XskPool, XskPort>;
 
 pub struct Datapath {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<XskWorker>>,
-    // Detached when dropped, after the worker (and its sockets) stopped.
-    _programs: Vec<SteeringProgram>,
+    threads: Vec<(Option<usize>, JoinHandle<XskWorker>)>,
+    // Detached when dropped, after the workers (and their sockets) stopped.
+    programs: Vec<SteeringProgram>,
     pub ports: Vec<PortInfo>,
 }
 
+/// Which worker serves queue `queue` of the `port`-th port.
+fn worker_of(port: usize, queue: u32, workers: usize) -> usize {
+    (port + queue as usize) % workers
+}
+
 impl Datapath {
-    /// Sets everything up and starts the worker. `stop` ends it (set it
+    /// Sets everything up and starts the workers. `stop` ends them (set it
     /// from a signal handler).
     pub fn start(config: &XvsdConfig, stop: Arc<AtomicBool>) -> Result<Datapath, DaemonError> {
-        let core = match config.cores[..] {
-            [] => None,
-            [core] => Some(core),
-            _ => return Err(DaemonError::Cores(config.cores.clone())),
+        let cores: Vec<Option<usize>> = if config.cores.is_empty() {
+            vec![None]
+        } else {
+            let mut sorted = config.cores.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != config.cores.len() {
+                return Err(DaemonError::DuplicateCore(config.cores.clone()));
+            }
+            config.cores.iter().copied().map(Some).collect()
         };
+        let workers = cores.len();
         let state = config.desired_state(config::sysfs_link)?;
         if state.ports.is_empty() {
             return Err(DaemonError::NoPorts);
@@ -109,15 +164,25 @@ impl Datapath {
         let queues: Vec<u32> = state.ports.iter().map(|p| rx_queues(&p.name)).collect();
         // Each socket can lend a full fill ring and a full tx ring to the
         // kernel; the rest is for the pipeline's batches and queues.
-        let sockets: u32 = queues.iter().sum();
-        let frames = sockets * 2 * ring + SPARE_FRAMES;
-        let mut xsk = Xsk::new(frames, ring)?;
+        let mut xsks = (0..workers)
+            .map(|w| {
+                let sockets = queues
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &nq)| (0..nq).filter(|&q| worker_of(p, q, workers) == w).count())
+                    .sum::<usize>();
+                let sockets = u32::try_from(sockets).unwrap_or(u32::MAX);
+                Xsk::new(sockets * 2 * ring + SPARE_FRAMES, ring)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut mesh = handoff::mesh(workers).map_err(DaemonError::Handoff)?;
 
         let vxlan = state.node.vxlan.as_ref().map(|v| (v.vtep_ip, v.udp_port));
         let mut programs = Vec::new();
-        let mut ports = Vec::new();
         let mut infos = Vec::new();
-        for (spec, &nq) in state.ports.iter().zip(&queues) {
+        // slots[worker][port]
+        let mut slots: Vec<Vec<PortSlot<XskPort>>> = (0..workers).map(|_| Vec::new()).collect();
+        for (p, (spec, &nq)) in state.ports.iter().zip(&queues).enumerate() {
             let steering = match spec.kind {
                 PortKind::Uplink { .. } => Steering::Owned { vxlan },
                 PortKind::Pod { .. } | PortKind::Bridged { .. } => Steering::All,
@@ -128,67 +193,159 @@ impl Datapath {
                 let cidr = state.node.pod_cidr;
                 program.own_prefix(cidr.network(), cidr.prefix_len())?;
             }
-            let mut ids = Vec::new();
+            let mut sockets: Vec<Vec<_>> = vec![Vec::new(); workers];
+            let mut bind = None;
             for queue in 0..nq {
+                let w = worker_of(p, queue, workers);
+                let xsk = &mut xsks[w];
                 let id = xsk.add_socket(&spec.name, queue, ring, config.force_copy)?;
                 program.register_socket(queue, xsk.fd(id))?;
                 xsk.refill(id, 0);
-                ids.push(id);
+                bind.get_or_insert(xsk.mode(id));
+                sockets[w].push(id);
+            }
+            let owner = worker_of(p, 0, workers);
+            for (w, ids) in sockets.into_iter().enumerate() {
+                slots[w].push(if ids.is_empty() {
+                    PortSlot::Remote(outbox(&mesh[w].1, owner))
+                } else {
+                    PortSlot::Local(XskPort::new(ids))
+                });
             }
             infos.push(PortInfo {
                 name: spec.name.clone(),
                 xdp: program.mode(),
-                bind: xsk.mode(ids[0]),
+                bind: bind.unwrap_or(BindMode::Copy),
                 queues: nq,
+                workers: (0..nq.min(u32::try_from(workers).unwrap_or(u32::MAX)))
+                    .map(|q| worker_of(p, q, workers))
+                    .collect(),
             });
-            ports.push(XskPort::new(ids));
             programs.push(program);
         }
-        let worker = Worker::new(XskPool { xsk }, ports, snapshot, PipelineConfig::default());
-        let thread = {
-            let worker_stop = stop.clone();
-            let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
-            let thread = std::thread::Builder::new()
-                .name("xvs-worker-0".into())
-                .spawn(move || {
-                    let pinned = core.is_none_or(xvs_hw::cpu::pin_current_thread);
-                    let _ = pinned_tx.send(pinned);
-                    run(worker, &worker_stop)
-                })
-                .expect("spawning the worker thread");
-            if !pinned_rx.recv().unwrap_or(false) {
-                stop.store(true, Ordering::Relaxed);
-                let _ = thread.join();
-                return Err(DaemonError::Pin(core.unwrap_or_default()));
-            }
-            thread
-        };
-        Ok(Datapath {
-            stop,
-            thread: Some(thread),
-            _programs: programs,
+
+        let mut datapath = Datapath {
+            stop: stop.clone(),
+            threads: Vec::new(),
+            programs,
             ports: infos,
-        })
+        };
+        let parts = xsks.into_iter().zip(slots).zip(mesh.drain(..));
+        for (w, ((xsk, ports), (inbox, _))) in parts.enumerate() {
+            let inbox = (workers > 1).then_some(inbox);
+            let worker = Worker::with_handoff(
+                XskPool { xsk },
+                ports,
+                inbox,
+                snapshot.clone(),
+                PipelineConfig::default(),
+            );
+            // On error the datapath drops here and stops the workers
+            // already started.
+            datapath.spawn(w, cores[w], worker)?;
+        }
+        Ok(datapath)
     }
 
-    /// Stops the worker and returns its counters. The sockets close here;
-    /// the XDP programs are detached when `self` drops.
+    fn spawn(
+        &mut self,
+        index: usize,
+        core: Option<usize>,
+        worker: XskWorker,
+    ) -> Result<(), DaemonError> {
+        let stop = self.stop.clone();
+        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("xvs-worker-{index}"))
+            .spawn(move || {
+                let pinned = core.is_none_or(xvs_hw::cpu::pin_current_thread);
+                let _ = pinned_tx.send(pinned);
+                if pinned {
+                    run(worker, &stop)
+                } else {
+                    worker
+                }
+            })
+            .expect("spawning a worker thread");
+        if !pinned_rx.recv().unwrap_or(false) {
+            let _ = thread.join();
+            return Err(DaemonError::Pin(core.unwrap_or_default()));
+        }
+        self.threads.push((core, thread));
+        Ok(())
+    }
+
+    /// Stops the workers and returns their counters. The sockets close
+    /// here; the XDP programs are detached when `self` drops.
     pub fn stop(&mut self) -> Option<Report> {
         self.stop.store(true, Ordering::Relaxed);
-        let worker = self.thread.take()?.join().ok()?;
-        let ports = self
+        let mut ports: Vec<PortReport> = self
             .ports
             .iter()
-            .map(|p| p.name.clone())
-            .zip(worker.port_counters.iter().copied())
+            .zip(&self.programs)
+            .map(|(p, program)| PortReport {
+                name: p.name.clone(),
+                counters: PortCounters::default(),
+                steering: program.counters().ok(),
+            })
             .collect();
-        let drops = worker.pipeline.counters().nonzero_drops().collect();
+        let mut drops = [0u64; DropReason::COUNT];
+        let mut workers = Vec::new();
+        for (core, thread) in self.threads.drain(..) {
+            let Ok(worker) = thread.join() else {
+                continue;
+            };
+            for (port, c) in ports.iter_mut().zip(&worker.port_counters) {
+                port.counters.add(c);
+            }
+            let counters = worker.pipeline.counters();
+            for r in DropReason::ALL {
+                drops[*r as usize] += counters.drops_of(*r);
+            }
+            let total = |f: fn(&PortCounters) -> u64| worker.port_counters.iter().map(f).sum();
+            workers.push(WorkerReport {
+                core,
+                rx_packets: total(|c| c.rx_packets),
+                tx_packets: total(|c| c.tx_packets),
+                handed_off: total(|c| c.handed_off),
+                handoff_drops: total(|c| c.handoff_drops),
+                handoff_no_frame: worker.handoff_no_frame,
+                tx_ring_full: local(&worker).map(|p| p.tx_ring_full).sum(),
+                sockets: local(&worker).fold(SocketStats::default(), |mut sum, p| {
+                    sum.add(&p.stats(&worker.pool));
+                    sum
+                }),
+                accounting: worker.pool.xsk.accounting(),
+            });
+        }
+        if workers.is_empty() {
+            return None;
+        }
+        let drops = DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), drops[*r as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
         Some(Report {
             ports,
+            workers,
             drops,
-            accounting: worker.pool.xsk.accounting(),
         })
     }
+}
+
+/// The ports a worker serves.
+fn local(worker: &XskWorker) -> impl Iterator<Item = &XskPort> {
+    worker.ports.iter().filter_map(|slot| match slot {
+        PortSlot::Local(p) => Some(p),
+        PortSlot::Remote(_) => None,
+    })
+}
+
+fn outbox(outboxes: &[Option<Outbox>], to: usize) -> Outbox {
+    outboxes[to]
+        .clone()
+        .expect("a worker without a queue of a port is not the worker that serves it")
 }
 
 impl Drop for Datapath {
@@ -210,10 +367,30 @@ fn run(mut worker: XskWorker, stop: &AtomicBool) -> XskWorker {
         empty = empty.saturating_add(1);
         if empty < BUSY_ROUNDS {
             std::hint::spin_loop();
-        } else if worker.pool.xsk.wait_rx(IDLE_WAIT_MS).is_err() {
+        } else if !sleep(&worker) {
             // poll(2) itself failing (it should not): do not spin.
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
     worker
+}
+
+/// Sleeps until a socket or the hand-off doorbell has something, or
+/// [`IDLE_WAIT_MS`]; `false` if `poll(2)` failed.
+fn sleep(worker: &XskWorker) -> bool {
+    match worker.inbox() {
+        None => worker.pool.xsk.wait_rx(&[], IDLE_WAIT_MS).is_ok(),
+        Some(inbox) => {
+            if !inbox.prepare_sleep() {
+                return true;
+            }
+            let ok = worker
+                .pool
+                .xsk
+                .wait_rx(&[inbox.doorbell_fd()], IDLE_WAIT_MS)
+                .is_ok();
+            inbox.woke();
+            ok
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //! its frame between the two, whatever port it goes out of.
 
 use arrayvec::ArrayVec;
-use xvs_hw::xsk::{BindMode, SocketId, TxDesc, Xsk};
+use xvs_hw::xsk::{SocketId, SocketStats, TxDesc, Xsk};
 
 use super::{Batch, Port, BATCH_SIZE};
 use crate::packet::{frame_u16, FrameId, FramePool, Packet};
@@ -83,8 +83,13 @@ impl XskPort {
         }
     }
 
-    pub fn mode(&self, pool: &XskPool) -> BindMode {
-        pool.xsk.mode(self.sockets[0])
+    /// The counters of its sockets, summed.
+    pub fn stats(&self, pool: &XskPool) -> SocketStats {
+        let mut sum = SocketStats::default();
+        for &id in &self.sockets {
+            sum.add(&pool.xsk.stats(id));
+        }
+        sum
     }
 }
 

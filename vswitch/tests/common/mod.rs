@@ -148,7 +148,7 @@ impl Harness {
             .snapshot()
             .port_id(name)
             .unwrap_or_else(|| panic!("no port {name}"));
-        &mut self.worker.ports[usize::from(id)]
+        self.worker.local_port_mut(id).expect("a local port")
     }
 
     /// Injects `frame` on `port` and polls until every port is idle.
