@@ -8,7 +8,6 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::time::Duration;
 
 use common::{iperf3, ping, ping_eventually, root_or_skip, run, sh, Topology, Xvsd};
 
