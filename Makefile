@@ -5,7 +5,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: deps build demo demo-pipeline test lint unit bench bench-flowtable clean
+.PHONY: deps build demo demo-pipeline test lint unit bench bench-flowtable bench-xvsd clean
 
 deps:
 	@bash scripts/setup-deps.sh
@@ -47,6 +47,11 @@ bench-flowtable: deps
 	bash scripts/dpdk-hash-bench.sh $(BENCH_OUT)/dpdk > $(BENCH_OUT)/dpdk.csv
 	XVS_DPDK_CSV=$(abspath $(BENCH_OUT))/dpdk.csv XVS_BENCH_JSON=$(abspath $(BENCH_OUT))/flowtable.json \
 	  $(CARGO) bench -p xvs-flowtable --bench flowtable
+
+## TCP between two pods through xvsd with one and two workers and through
+## the Linux kernel on the same veths, median of 3 runs (root).
+bench-xvsd: deps
+	bash scripts/bench-xvsd-tcp.sh
 
 clean:
 	$(CARGO) clean

@@ -4,12 +4,16 @@
 # Builds this topology in network namespaces (all removed on exit):
 #
 #   demo-pod1 (10.244.1.11) ─veth─ xdemo1 ┐
-#   demo-pod2 (10.244.1.12) ─veth─ xdemo2 ├─ xvsd (AF_XDP, one UMEM) ─ xdemoup ─veth─ demo-node2
+#   demo-pod2 (10.244.1.12) ─veth─ xdemo2 ├─ xvsd (AF_XDP workers)   ─ xdemoup ─veth─ demo-node2
 #   demo-pod3 (10.244.1.13) ─veth─ xdemo3 ┘      192.168.66.1          192.168.66.2, kernel VXLAN vx0
 #                                                                      └─ demo-r2 (10.244.2.5)
 #
-# then pings through the 169.254.1.1 gateway and across the overlay, runs
-# iperf3 TCP pod to pod and pod to remote pod, and prints xvsd's counters.
+# with two workers on cores 0 and 1 when there are two cores: the pod veths
+# get a queue per worker, so both workers serve every pod, and the
+# single-queue uplink is served by one of them (the other hands it its VXLAN
+# traffic). Then it pings through the 169.254.1.1 gateway and across the
+# overlay, runs iperf3 TCP pod to pod and pod to remote pod, and prints
+# xvsd's counters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo: needs root (network namespaces, XDP)" >&2; exit 1; }
@@ -34,10 +38,14 @@ LOG=$(mktemp)
 
 say() { printf '\n== %s\n' "$*"; }
 
+if [ "$(nproc)" -ge 2 ]; then WORKERS=2; else WORKERS=1; fi
+CORES=$(seq -s, 0 $((WORKERS - 1)))
+QUEUES="numtxqueues $WORKERS numrxqueues $WORKERS"
+
 for i in 1 2 3; do
   ns=demo-pod$i
   ip netns add $ns
-  ip link add xdemo$i type veth peer name eth0 netns $ns
+  ip link add xdemo$i $QUEUES type veth peer name eth0 netns $ns $QUEUES
   ip -n $ns link set lo up
   ip -n $ns link set eth0 address 02:00:00:de:00:0$i
   ip -n $ns addr add 10.244.1.1$i/32 dev eth0
@@ -77,8 +85,8 @@ ip -n demo-r2 link set eth0 up
 ip -n demo-r2 route add default via 10.244.2.1
 ip netns exec demo-r2 ethtool -K eth0 tx off >/dev/null
 
-say "starting xvsd"
-$XVSD --uplink xdemoup --node-ip 192.168.66.1 --pod-cidr 10.244.1.0/24 --vni 1 \
+say "starting xvsd ($WORKERS workers, cores $CORES)"
+$XVSD --cores "$CORES" --uplink xdemoup --node-ip 192.168.66.1 --pod-cidr 10.244.1.0/24 --vni 1 \
   --remote node2,10.244.2.0/24,192.168.66.2,02:00:00:de:02:01,02:00:00:de:02:00 \
   --pod xdemo1,10.244.1.11,02:00:00:de:00:01 \
   --pod xdemo2,10.244.1.12,02:00:00:de:00:02 \

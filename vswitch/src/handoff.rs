@@ -38,9 +38,11 @@ use crate::packet::{FramePool, MAX_FRAME_LEN};
 use crate::port::{Batch, PortId, BATCH_SIZE};
 
 /// Parcels per link: how many batches may be in flight from one worker to
-/// another. Eight batches of 64 cover the gap between two polls of a busy
-/// receiver with room to spare (about 900 KiB per link).
-pub const PARCELS_PER_LINK: usize = 8;
+/// another. Under TCP load batches are often small, and a receiver's
+/// `sendto()` can take a while on veth (it runs the receiving pod's stack);
+/// eight parcels lost a few batches in the demo, 32 none (3.5 MiB per
+/// link).
+pub const PARCELS_PER_LINK: usize = 32;
 
 /// The bytes of up to one batch of packets bound for one port.
 pub struct Parcel {

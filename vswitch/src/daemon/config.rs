@@ -9,7 +9,7 @@
 //! uplink = "eth0"
 //! node_ip = "192.168.50.1"
 //! pod_cidr = "10.244.1.0/24"
-//! cores = [1]
+//! cores = [0, 1]   # one worker per core; none: one unpinned worker
 //!
 //! [vxlan]
 //! vni = 1
@@ -73,7 +73,8 @@ pub struct XvsdConfig {
     pub uplink: Option<String>,
     pub node_ip: Option<Ipv4Addr>,
     pub pod_cidr: Option<Ipv4Net>,
-    /// CPUs for the datapath workers.
+    /// CPUs for the datapath workers, one worker each (empty: one worker,
+    /// not pinned).
     #[serde(default)]
     pub cores: Vec<usize>,
     /// Descriptors per AF_XDP ring (power of two).
