@@ -359,3 +359,36 @@ fn restart_after_a_crash() {
         "stale programs after shutdown"
     );
 }
+
+/// A core list that cannot be served is refused with a clear error, and
+/// nothing is left attached.
+#[test]
+fn unusable_cores_are_refused() {
+    let Some(_serial) = root_or_skip("unusable_cores_are_refused") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    topo.pod("xte-pod1", "xte1", "10.244.1.51", "02:00:00:10:00:01");
+    for (cores, expected) in [
+        ("0,0", "a core may serve one worker only"),
+        ("0,4096", "core 4096 does not exist"),
+    ] {
+        let out = std::process::Command::new(common::xvsd_path())
+            .args(["--node-ip", "192.168.77.1", "--pod-cidr", POD_CIDR])
+            .args([
+                "--pod",
+                "xte1,10.244.1.51,02:00:00:10:00:01",
+                "--cores",
+                cores,
+            ])
+            .output()
+            .expect("running xvsd");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(expected),
+            "--cores {cores}: {}\n{stderr}",
+            out.status
+        );
+        assert!(!xdp_attached("xte1"), "--cores {cores} left XDP attached");
+    }
+}
