@@ -1,4 +1,4 @@
-//! Compiles the XDP steering program (bpf/steer.bpf.c) with clang when the
+//! Compiles the XDP programs (bpf/steer.bpf.c, bpf/pktgen.bpf.c) with clang when the
 //! `afxdp` feature is on. The headers are libbpf's (from libbpf-sys) and
 //! the system's UAPI headers.
 
@@ -8,6 +8,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=bpf/steer.bpf.c");
+    println!("cargo:rerun-if-changed=bpf/pktgen.bpf.c");
     if env::var_os("CARGO_FEATURE_AFXDP").is_none() {
         return;
     }
@@ -20,13 +21,17 @@ fn main() {
         Err(_) => panic!("cargo sets CARGO_CFG_TARGET_ARCH"),
     };
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    let status = Command::new(&clang)
-        .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
-        .arg(format!("-I{libbpf}"))
-        .arg(format!("-I/usr/include/{arch}"))
-        .args(["-c", "bpf/steer.bpf.c", "-o"])
-        .arg(out.join("steer.bpf.o"))
-        .status()
-        .unwrap_or_else(|e| panic!("running {clang} (Debian package clang): {e}"));
-    assert!(status.success(), "clang failed to compile bpf/steer.bpf.c");
+    for name in ["steer", "pktgen"] {
+        let status = Command::new(&clang)
+            .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Werror"])
+            .arg(format!("-I{libbpf}"))
+            .arg(format!("-I/usr/include/{arch}"))
+            .arg("-c")
+            .arg(format!("bpf/{name}.bpf.c"))
+            .arg("-o")
+            .arg(out.join(format!("{name}.bpf.o")))
+            .status()
+            .unwrap_or_else(|e| panic!("running {clang} (Debian package clang): {e}"));
+        assert!(status.success(), "clang failed to compile bpf/{name}.bpf.c");
+    }
 }

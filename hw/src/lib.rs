@@ -1,5 +1,6 @@
 //! xvs hardware access: AF_XDP sockets sharing one UMEM ([`xsk`], on
-//! libxdp-sys), the XDP steering program ([`steer`], libbpf-rs), CPU
+//! libxdp-sys), the XDP steering program ([`steer`], libbpf-rs), the
+//! traffic generator's and sink's XDP programs ([`pktgen`]), CPU
 //! pinning ([`cpu`]), and the two memory primitives the flow table needs
 //! ([`mem`]). The AF_XDP parts are behind the `afxdp` feature, which the
 //! datapath turns on, so the flow table builds without libbpf and clang.
@@ -12,6 +13,8 @@
 
 pub mod cpu;
 pub mod mem;
+#[cfg(feature = "afxdp")]
+pub mod pktgen;
 #[cfg(feature = "afxdp")]
 pub mod steer;
 #[cfg(feature = "afxdp")]

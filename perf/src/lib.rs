@@ -3,4 +3,5 @@
 
 #![forbid(unsafe_code)]
 
+pub mod frames;
 pub mod report;

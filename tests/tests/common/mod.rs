@@ -124,12 +124,17 @@ impl Drop for Topology {
 
 /// The xvsd binary cargo built beside this test.
 pub fn xvsd_path() -> PathBuf {
+    bin_path("xvsd")
+}
+
+/// A binary of the workspace that cargo built beside this test.
+pub fn bin_path(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let path = dir.join("xvsd");
+    let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} not built: run `cargo build -p xvs-vswitch --bin xvsd` (make test does)",
+        "{} not built: run `cargo build --workspace --bins` (make test does)",
         path.display()
     );
     path

@@ -1,0 +1,402 @@
+//! The kernel side of xvs-pktgen (`bpf/pktgen.bpf.c`): a generator that
+//! injects frames with BPF_PROG_RUN in XDP live-frames mode, a sink that
+//! counts and timestamps what arrives, and a pass-through program for the
+//! far end of a generator's veth.
+//!
+//! Live frames (`BPF_F_TEST_XDP_LIVE_FRAMES`, Linux 5.18) run the
+//! generator program once per packet on a page-pool frame initialised from
+//! the given bytes and transmit what it returns XDP_TX for out of the
+//! interface named in the context, without a socket or an skb: on veth
+//! that is about ten times what an AF_XDP generator reaches (which pays
+//! for an skb per packet in `sendto()`). The program rewrites every header
+//! of every frame, because recycled frames keep whatever the receiver
+//! wrote into them.
+
+use std::os::fd::AsFd;
+
+use libbpf_rs::{MapCore, MapFlags, Object, ObjectBuilder, ProgramInput, Xdp, XdpFlags};
+
+use crate::steer::ifindex;
+
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pktgen.bpf.o"));
+
+/// Bytes of header template (the VXLAN headers, the longest, are 92).
+pub const TEMPLATE_LEN: usize = 96;
+/// Frame lengths the generator cycles through, at most.
+pub const MAX_SIZES: usize = 16;
+/// Flows the sink keeps apart.
+pub const MAX_FLOWS: u32 = 131_072;
+/// Latency histogram buckets (see [`bucket_floor_ns`]).
+pub const LATENCY_BUCKETS: u32 = 512;
+/// BPF_F_TEST_XDP_LIVE_FRAMES.
+const LIVE_FRAMES: u32 = 1 << 1;
+
+/// What the generator sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum FrameKind {
+    Udp = 0,
+    TcpSyn = 1,
+    Vxlan = 2,
+}
+
+impl FrameKind {
+    /// Header bytes the template holds.
+    pub fn header_len(self) -> usize {
+        match self {
+            FrameKind::Udp => 42,
+            FrameKind::TcpSyn => 54,
+            FrameKind::Vxlan => 92,
+        }
+    }
+
+    /// The shortest frame that carries headers and stamp (Ethernet's 60
+    /// bytes at least).
+    pub fn min_frame_len(self) -> usize {
+        match self {
+            FrameKind::TcpSyn => 60,
+            FrameKind::Udp | FrameKind::Vxlan => (self.header_len() + 12).max(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PktgenError {
+    #[error("no interface {0}")]
+    NoInterface(String),
+    #[error("loading the pktgen XDP object: {0}")]
+    Load(libbpf_rs::Error),
+    #[error("attaching to {ifname}: {source}")]
+    Attach {
+        ifname: String,
+        source: libbpf_rs::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("BPF map or program run: {0}")]
+    Bpf(#[from] libbpf_rs::Error),
+}
+
+fn load() -> Result<Object, PktgenError> {
+    ObjectBuilder::default()
+        .open_memory(OBJECT)
+        .and_then(|o| o.load())
+        .map_err(PktgenError::Load)
+}
+
+fn map<'o>(object: &'o Object, name: &str) -> libbpf_rs::Map<'o> {
+    object
+        .maps()
+        .find(|m| m.name() == name)
+        .expect("the pktgen object has all its maps")
+}
+
+fn prog<'o>(object: &'o Object, name: &str) -> libbpf_rs::Program<'o> {
+    object
+        .progs()
+        .find(|p| p.name() == name)
+        .expect("the pktgen object has all its programs")
+}
+
+const ZERO: [u8; 4] = [0; 4];
+
+/// A generator bound to one interface.
+pub struct LiveGenerator {
+    object: Object,
+    ifindex: i32,
+    max_len: usize,
+}
+
+impl LiveGenerator {
+    /// `template` holds `kind.header_len()` bytes of headers (lengths and
+    /// checksums are rewritten per frame); frames take the lengths of
+    /// `sizes` in turn; flow `f` adds `f / 16384` to the innermost source
+    /// address and `f % 16384` to its source port.
+    pub fn new(
+        ifname: &str,
+        kind: FrameKind,
+        template: &[u8],
+        sizes: &[u16],
+        flows: u32,
+    ) -> Result<Self, PktgenError> {
+        let ifindex = ifindex(ifname).ok_or_else(|| PktgenError::NoInterface(ifname.into()))?;
+        if template.len() < kind.header_len() || template.len() > TEMPLATE_LEN {
+            return Err(PktgenError::Invalid(format!(
+                "a {kind:?} template has {} bytes, not {}",
+                template.len(),
+                kind.header_len()
+            )));
+        }
+        if sizes.is_empty() || sizes.len() > MAX_SIZES {
+            return Err(PktgenError::Invalid(format!(
+                "1 to {MAX_SIZES} frame sizes, not {}",
+                sizes.len()
+            )));
+        }
+        if let Some(s) = sizes
+            .iter()
+            .find(|&&s| usize::from(s) < kind.min_frame_len() || s > 1518)
+        {
+            return Err(PktgenError::Invalid(format!(
+                "frame size {s}: a {kind:?} frame takes {} to 1518 bytes",
+                kind.min_frame_len()
+            )));
+        }
+        if flows == 0 || flows > MAX_FLOWS {
+            return Err(PktgenError::Invalid(format!(
+                "flows {flows}: 1 to {MAX_FLOWS}"
+            )));
+        }
+        // struct gen_config: kind, flows, nsizes, pad, sizes[16], template[96].
+        let mut config = Vec::with_capacity(16 + 2 * MAX_SIZES + TEMPLATE_LEN);
+        config.extend_from_slice(&(kind as u32).to_ne_bytes());
+        config.extend_from_slice(&flows.to_ne_bytes());
+        config.extend_from_slice(&u32::try_from(sizes.len()).unwrap_or(0).to_ne_bytes());
+        config.extend_from_slice(&0u32.to_ne_bytes());
+        for i in 0..MAX_SIZES {
+            config.extend_from_slice(&sizes.get(i).copied().unwrap_or(0).to_ne_bytes());
+        }
+        let mut t = [0u8; TEMPLATE_LEN];
+        t[..template.len()].copy_from_slice(template);
+        config.extend_from_slice(&t);
+        let object = load()?;
+        map(&object, "gen_config").update(&ZERO, &config, MapFlags::ANY)?;
+        let max_len = usize::from(sizes.iter().copied().max().unwrap_or(60));
+        Ok(LiveGenerator {
+            object,
+            ifindex,
+            max_len,
+        })
+    }
+
+    /// Sends `count` frames (one BPF_PROG_RUN on the calling thread's CPU);
+    /// returns once they are handed to the device.
+    pub fn send(&mut self, count: u32) -> Result<(), PktgenError> {
+        let frame = vec![0u8; self.max_len];
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex,
+        // rx_queue_index, egress_ifindex; the kernel wants data_end to be
+        // the length of the data.
+        let mut ctx = [0u8; 24];
+        let len = u32::try_from(frame.len()).unwrap_or(0);
+        ctx[4..8].copy_from_slice(&len.to_ne_bytes());
+        ctx[12..16].copy_from_slice(&self.ifindex.to_ne_bytes());
+        let input = ProgramInput {
+            data_in: Some(&frame),
+            context_in: Some(&mut ctx),
+            flags: LIVE_FRAMES,
+            repeat: count,
+            ..Default::default()
+        };
+        self.object
+            .progs_mut()
+            .find(|p| p.name() == "xvs_gen")
+            .expect("the pktgen object has the generator")
+            .test_run(input)?;
+        Ok(())
+    }
+
+    /// Frames sent so far (the sequence counter).
+    pub fn sent(&self) -> u64 {
+        read_u64(&self.object, "gen_seq", 0)
+    }
+}
+
+fn read_u64(object: &Object, name: &str, key: u32) -> u64 {
+    map(object, name)
+        .lookup(&key.to_ne_bytes(), MapFlags::ANY)
+        .ok()
+        .flatten()
+        .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+        .map_or(0, u64::from_ne_bytes)
+}
+
+/// An XDP program attached natively to an interface, detached on drop.
+struct Attached {
+    object: Object,
+    ifindex: i32,
+    program: &'static str,
+}
+
+impl Attached {
+    fn new(ifname: &str, object: Object, program: &'static str) -> Result<Self, PktgenError> {
+        let ifindex = ifindex(ifname).ok_or_else(|| PktgenError::NoInterface(ifname.into()))?;
+        let p = prog(&object, program);
+        Xdp::new(p.as_fd())
+            .attach(ifindex, XdpFlags::DRV_MODE | XdpFlags::UPDATE_IF_NOEXIST)
+            .map_err(|source| PktgenError::Attach {
+                ifname: ifname.into(),
+                source,
+            })?;
+        Ok(Attached {
+            object,
+            ifindex,
+            program,
+        })
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let p = prog(&self.object, self.program);
+        let _ = Xdp::new(p.as_fd()).detach(self.ifindex, XdpFlags::DRV_MODE);
+    }
+}
+
+/// Lets frames through to the kernel: the far end of a generator's veth
+/// needs a program for XDP_TX into the veth to deliver.
+pub struct PassProgram(#[allow(dead_code)] Attached);
+
+impl PassProgram {
+    pub fn attach(ifname: &str) -> Result<Self, PktgenError> {
+        Ok(PassProgram(Attached::new(ifname, load()?, "xvs_pass")?))
+    }
+}
+
+/// One flow's counters at the sink.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    pub packets: u64,
+    pub bytes: u64,
+    pub reordered: u32,
+}
+
+/// Everything the sink counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SinkTotals {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Frames without a stamp (not the generator's).
+    pub unstamped: u64,
+}
+
+/// The sink on one interface.
+pub struct Sink {
+    attached: Attached,
+    flows: u32,
+}
+
+impl Sink {
+    /// Attaches the sink; `vxlan_port` (if any) is where it looks inside
+    /// VXLAN for the stamp.
+    pub fn attach(ifname: &str, flows: u32, vxlan_port: Option<u16>) -> Result<Self, PktgenError> {
+        if flows == 0 || flows > MAX_FLOWS {
+            return Err(PktgenError::Invalid(format!(
+                "flows {flows}: 1 to {MAX_FLOWS}"
+            )));
+        }
+        let object = load()?;
+        // struct sink_config: flows, vxlan_port (network order), pad.
+        let mut config = Vec::with_capacity(8);
+        config.extend_from_slice(&flows.to_ne_bytes());
+        config.extend_from_slice(&vxlan_port.unwrap_or(0).to_be_bytes());
+        config.extend_from_slice(&[0, 0]);
+        map(&object, "sink_config").update(&ZERO, &config, MapFlags::ANY)?;
+        Ok(Sink {
+            attached: Attached::new(ifname, object, "xvs_sink")?,
+            flows,
+        })
+    }
+
+    fn object(&self) -> &Object {
+        &self.attached.object
+    }
+
+    pub fn totals(&self) -> Result<SinkTotals, PktgenError> {
+        let per_cpu = map(self.object(), "sink_totals")
+            .lookup_percpu(&ZERO, MapFlags::ANY)?
+            .unwrap_or_default();
+        let mut t = SinkTotals::default();
+        for v in per_cpu {
+            let word = |i: usize| {
+                v.get(i * 8..i * 8 + 8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_ne_bytes)
+            };
+            t.packets += word(0);
+            t.bytes += word(1);
+            t.unstamped += word(2);
+        }
+        Ok(t)
+    }
+
+    /// Per-flow counters, flow 0 first.
+    pub fn flows(&self) -> Result<Vec<FlowStats>, PktgenError> {
+        let m = map(self.object(), "sink_flows");
+        (0..self.flows)
+            .map(|f| {
+                let v = m
+                    .lookup(&f.to_ne_bytes(), MapFlags::ANY)?
+                    .unwrap_or_default();
+                let u64_at = |i: usize| {
+                    v.get(i..i + 8)
+                        .and_then(|b| b.try_into().ok())
+                        .map_or(0, u64::from_ne_bytes)
+                };
+                let reordered = v
+                    .get(20..24)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u32::from_ne_bytes);
+                Ok(FlowStats {
+                    packets: u64_at(0),
+                    bytes: u64_at(8),
+                    reordered,
+                })
+            })
+            .collect()
+    }
+
+    /// Packets per latency bucket (summed over CPUs); bucket `b` counts
+    /// latencies from [`bucket_floor_ns`]`(b)` to that of `b + 1`.
+    pub fn latency(&self) -> Result<Vec<u64>, PktgenError> {
+        let m = map(self.object(), "sink_latency");
+        (0..LATENCY_BUCKETS)
+            .map(|b| {
+                let per_cpu = m
+                    .lookup_percpu(&b.to_ne_bytes(), MapFlags::ANY)?
+                    .unwrap_or_default();
+                Ok(per_cpu
+                    .iter()
+                    .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                    .map(u64::from_ne_bytes)
+                    .sum())
+            })
+            .collect()
+    }
+}
+
+/// The lowest latency (ns) bucket `b` holds: buckets 0..16 are 0..16 ns
+/// exactly, then each power of two is split in eight steps.
+pub fn bucket_floor_ns(b: u32) -> u64 {
+    if b < 16 {
+        return u64::from(b);
+    }
+    let msb = (b + 16) / 8;
+    let step = u64::from((b + 16) % 8);
+    (8 + step) << (msb - 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sink's bucket function, as the BPF program computes it.
+    fn bucket(v: u64) -> u32 {
+        if v < 8 {
+            return u32::try_from(v).unwrap();
+        }
+        let msb = 63 - v.leading_zeros();
+        msb * 8 + u32::try_from((v >> (msb - 3)) & 7).unwrap() - 16
+    }
+
+    #[test]
+    fn bucket_floors_invert_the_bucket_function() {
+        for v in (0..100_000u64).chain([1 << 20, 123_456_789, u64::MAX >> 1, u64::MAX]) {
+            let b = bucket(v);
+            assert!(b < LATENCY_BUCKETS, "{v}");
+            assert!(bucket_floor_ns(b) <= v, "{v}: floor {}", bucket_floor_ns(b));
+            if b + 1 < LATENCY_BUCKETS && v < u64::MAX >> 4 {
+                assert!(v < bucket_floor_ns(b + 1), "{v}");
+            }
+        }
+    }
+}
