@@ -13,10 +13,9 @@ const FLOWS: u32 = 100;
 /// `gen_args`, and returns (generator report, sink report).
 fn gen_to_sink(gen_ns: &str, sink_ns: &str, gen_args: &str) -> (Value, Value) {
     let pktgen = bin_path("xvs-pktgen");
-    let pktgen = pktgen.display();
     let sink = std::process::Command::new("ip")
         .args(["netns", "exec", sink_ns])
-        .arg(bin_path("xvs-pktgen"))
+        .arg(&pktgen)
         .args(["sink", "--dev", "eth0", "--seconds", "8"])
         .args(["--flows", &FLOWS.to_string(), "--until", "20000"])
         .stdout(std::process::Stdio::piped())
@@ -25,7 +24,8 @@ fn gen_to_sink(gen_ns: &str, sink_ns: &str, gen_args: &str) -> (Value, Value) {
         .expect("starting the sink");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let gen = run(&format!(
-        "ip netns exec {gen_ns} {pktgen} gen --dev eth0 --flows {FLOWS} --count 20000 --rate 100000 {gen_args}"
+        "ip netns exec {gen_ns} {} gen --dev eth0 --flows {FLOWS} --count 20000 --rate 100000 {gen_args}",
+        pktgen.display()
     ));
     let out = sink.wait_with_output().expect("sink output");
     assert!(
