@@ -48,6 +48,20 @@ fn worker_field(log: &str, key: &str) -> Vec<u64> {
         .collect()
 }
 
+/// The numeric `key=` field of the "port counters" log line of `port`.
+fn port_field(log: &str, port: &str, key: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("port counters") && l.contains(&format!("port=\"{port}\"")))
+        .unwrap_or_else(|| panic!("no counters of port {port}:\n{log}"));
+    let at = line.find(&format!(" {key}=")).expect("field in log line") + key.len() + 2;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number")
+}
+
 fn xdp_attached(ifname: &str) -> bool {
     String::from_utf8_lossy(&sh(&format!("ip link show dev {ifname}")).stdout).contains("xdp")
 }
@@ -189,6 +203,38 @@ fn two_workers_split_the_queues() {
     let handed_off = worker_field(&log, "handed_off");
     assert!(handed_off.iter().sum::<u64>() > 1000, "{log}");
     assert_eq!(worker_field(&log, "handoff_no_frame"), [0, 0], "{log}");
+}
+
+/// Two hosts on one subnet behind bridged ports: xvsd switches their
+/// frames by MAC (ARP included), a bridge-only switch with no node IP or
+/// pod CIDR.
+#[test]
+fn bridged_ports_switch_one_subnet() {
+    let Some(_serial) = root_or_skip("bridged_ports_switch_one_subnet") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    topo.host("xtl-h1", "xtl1", "10.99.0.1/24");
+    topo.host("xtl-h2", "xtl2", "10.99.0.2/24");
+    let xvsd = Xvsd::start(&["--bridged", "xtl1", "--bridged", "xtl2,1"]);
+
+    assert!(
+        ping_eventually("xtl-h1", "10.99.0.2", 5) && ping("xtl-h1", "10.99.0.2", 3),
+        "h1 -> h2:\n{}",
+        xvsd.log()
+    );
+    assert!(ping("xtl-h2", "10.99.0.1", 3), "h2 -> h1:\n{}", xvsd.log());
+    let tcp = iperf3("xtl-h2", "10.99.0.2", "xtl-h1", "-t 2");
+    let received = tcp["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(received > 10 << 20, "TCP h1 -> h2: {received} bytes");
+
+    let log = xvsd.terminate();
+    assert_balanced(&log);
+    for port in ["xtl1", "xtl2"] {
+        let (rx, tx) = (port_field(&log, port, "rx"), port_field(&log, port, "tx"));
+        assert!(rx > 1000 && tx > 1000, "{port}: rx {rx} tx {tx}\n{log}");
+        assert!(!xdp_attached(port), "{port} keeps XDP after shutdown");
+    }
 }
 
 /// The remote node: netns `xtb-node2` on the other end of the uplink veth,

@@ -103,6 +103,22 @@ impl Topology {
         run(&format!("ip link set {host} up"));
     }
 
+    /// A host on a plain subnet: netns `ns` with `eth0` at `cidr` (e.g.
+    /// 10.99.0.1/24, no gateway, checksum offload off), its veth's host end
+    /// `host` up in the root namespace. For bridged ports.
+    pub fn host(&mut self, ns: &str, host: &str, cidr: &str) {
+        self.netns(ns);
+        let _ = sh(&format!("ip link del {host} 2>/dev/null"));
+        run(&format!(
+            "ip link add {host} type veth peer name eth0 netns {ns}"
+        ));
+        self.links.push(host.to_string());
+        run(&format!("ip -n {ns} addr add {cidr} dev eth0"));
+        run(&format!("ip -n {ns} link set eth0 up"));
+        run(&format!("ip netns exec {ns} ethtool -K eth0 tx off"));
+        run(&format!("ip link set {host} up"));
+    }
+
     /// A link the test made in the root namespace, deleted on drop.
     pub fn link(&mut self, name: &str) {
         self.links.push(name.to_string());

@@ -25,7 +25,17 @@
 //! ifname = "veth-pod1"
 //! ip = "10.244.1.2"
 //! mac = "02:00:00:01:00:02"
+//!
+//! [[bridged]]      # a port of a learning bridge, switched by MAC only
+//! ifname = "veth-nf1"
+//! domain = 1       # bridge domain; default 1
 //! ```
+//!
+//! `node_ip` and `pod_cidr` describe the routed side (uplink, pods, the
+//! overlay). A switch with only bridged ports has no routed side: nothing
+//! from a bridged port reaches L3, so there they may be left out, and the
+//! node facts the desired state needs are filled with placeholders
+//! ([`BRIDGE_ONLY_NODE_IP`], [`BRIDGE_ONLY_POD_CIDR`]) nothing reads.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -39,6 +49,13 @@ use xvs_control::state::{
 
 /// Descriptors per AF_XDP ring unless configured.
 pub const DEFAULT_RING_SIZE: u32 = 2048;
+/// Bridge domain of a bridged port unless configured.
+pub const DEFAULT_BRIDGE_DOMAIN: u16 = 1;
+/// Node IP of a switch with only bridged ports, where none is given.
+pub const BRIDGE_ONLY_NODE_IP: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+/// Pod CIDR of a switch with only bridged ports, where none is given: one
+/// address no packet can be routed to.
+pub const BRIDGE_ONLY_POD_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 32);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -87,6 +104,8 @@ pub struct XvsdConfig {
     pub remote_nodes: Vec<RemoteNodeSpec>,
     #[serde(default)]
     pub pods: Vec<PodConfig>,
+    #[serde(default)]
+    pub bridged: Vec<BridgedConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -109,6 +128,20 @@ pub struct PodConfig {
     /// The pod's own interface MAC.
     pub mac: MacAddr,
     pub mtu: Option<u16>,
+}
+
+/// A port of a learning bridge: frames are switched by MAC within its
+/// bridge domain, never routed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BridgedConfig {
+    pub ifname: String,
+    #[serde(default = "default_bridge_domain")]
+    pub domain: u16,
+}
+
+fn default_bridge_domain() -> u16 {
+    DEFAULT_BRIDGE_DOMAIN
 }
 
 /// Command-line flags of xvsd.
@@ -147,6 +180,10 @@ pub struct Flags {
     /// address and its interface MAC).
     #[arg(long = "pod", value_name = "IFNAME,IP,MAC")]
     pub pods: Vec<String>,
+    /// A bridged port: IFNAME[,DOMAIN] (switched by MAC within bridge
+    /// domain DOMAIN, default 1; never routed).
+    #[arg(long = "bridged", value_name = "IFNAME[,DOMAIN]")]
+    pub bridged: Vec<String>,
     /// CPUs for the datapath workers, e.g. 1 or 2,3.
     #[arg(long, value_delimiter = ',')]
     pub cores: Vec<usize>,
@@ -234,7 +271,32 @@ impl XvsdConfig {
                 mtu: None,
             });
         }
+        for b in &f.bridged {
+            const WANT: &str = "IFNAME or IFNAME,DOMAIN (DOMAIN 0-65535)";
+            let (ifname, domain) = match b.split_once(',') {
+                None => (b.as_str(), DEFAULT_BRIDGE_DOMAIN),
+                Some((ifname, domain)) => (
+                    ifname,
+                    domain.parse().map_err(|_| flag_err("bridged", b, WANT))?,
+                ),
+            };
+            if ifname.is_empty() {
+                return Err(flag_err("bridged", b, WANT));
+            }
+            self.bridged.push(BridgedConfig {
+                ifname: ifname.to_string(),
+                domain,
+            });
+        }
         Ok(())
+    }
+
+    /// Whether anything is routed: an uplink, pods, the overlay.
+    fn routed(&self) -> bool {
+        self.uplink.is_some()
+            || !self.pods.is_empty()
+            || self.vxlan.is_some()
+            || !self.remote_nodes.is_empty()
     }
 
     pub fn ring_size(&self) -> u32 {
@@ -247,12 +309,20 @@ impl XvsdConfig {
         &self,
         link: impl Fn(&str) -> Result<(MacAddr, u16), String>,
     ) -> Result<DesiredState, ConfigError> {
-        let node_ip = self
-            .node_ip
-            .ok_or(ConfigError::Missing("node_ip", "node-ip"))?;
-        let pod_cidr = self
-            .pod_cidr
-            .ok_or(ConfigError::Missing("pod_cidr", "pod-cidr"))?;
+        let (node_ip, pod_cidr) = if self.routed() || self.bridged.is_empty() {
+            let node_ip = self
+                .node_ip
+                .ok_or(ConfigError::Missing("node_ip", "node-ip"))?;
+            let pod_cidr = self
+                .pod_cidr
+                .ok_or(ConfigError::Missing("pod_cidr", "pod-cidr"))?;
+            (node_ip, pod_cidr)
+        } else {
+            (
+                self.node_ip.unwrap_or(BRIDGE_ONLY_NODE_IP),
+                self.pod_cidr.unwrap_or(BRIDGE_ONLY_POD_CIDR),
+            )
+        };
         let link = |ifname: &str| {
             link(ifname).map_err(|what| ConfigError::Interface {
                 ifname: ifname.to_string(),
@@ -295,6 +365,16 @@ impl XvsdConfig {
                     mac: pod.mac,
                 },
                 mtu: pod.mtu.unwrap_or(mtu),
+            });
+        }
+        for port in &self.bridged {
+            let (_, mtu) = link(&port.ifname)?;
+            ports.push(PortSpec {
+                name: port.ifname.clone(),
+                kind: PortKind::Bridged {
+                    domain: port.domain,
+                },
+                mtu,
             });
         }
         Ok(DesiredState {
@@ -347,6 +427,7 @@ pub fn rx_queues(ifname: &str) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::Snapshot;
     use clap::Parser;
 
     fn links(ifname: &str) -> Result<(MacAddr, u16), String> {
@@ -438,6 +519,75 @@ mod tests {
             config.desired_state(links),
             Err(ConfigError::VxlanWithoutUplink)
         ));
+    }
+
+    #[test]
+    fn bridged_ports_from_file_and_flags() {
+        let mut config: XvsdConfig = toml::from_str(
+            r#"
+            [[bridged]]
+            ifname = "eth0"
+            [[bridged]]
+            ifname = "veth1"
+            domain = 7
+            "#,
+        )
+        .unwrap();
+        let flags = Flags::parse_from(["xvsd", "--bridged", "veth1,9", "--bridged", "eth0"]);
+        config.apply(&flags).unwrap();
+        // A bridge-only switch needs no node IP or pod CIDR.
+        let state = config.desired_state(links).unwrap();
+        let ports: Vec<_> = state
+            .ports
+            .iter()
+            .map(|p| (p.name.as_str(), p.kind.clone(), p.mtu))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("eth0", PortKind::Bridged { domain: 1 }, 1500),
+                ("veth1", PortKind::Bridged { domain: 7 }, 1450),
+                ("veth1", PortKind::Bridged { domain: 9 }, 1450),
+                ("eth0", PortKind::Bridged { domain: 1 }, 1500),
+            ]
+        );
+        assert_eq!(
+            (state.node.node_ip, state.node.pod_cidr),
+            (BRIDGE_ONLY_NODE_IP, BRIDGE_ONLY_POD_CIDR)
+        );
+        let file_only = XvsdConfig {
+            bridged: config.bridged[..2].to_vec(),
+            ..XvsdConfig::default()
+        };
+        let snapshot = Snapshot::compile(&file_only.desired_state(links).unwrap(), 1).unwrap();
+        assert_eq!(snapshot.bridge_domains.len(), 2);
+
+        // With a routed port beside them, the node facts are required.
+        let flags = Flags::parse_from([
+            "xvsd",
+            "--bridged",
+            "veth1",
+            "--pod",
+            "eth0,10.244.1.2,02:00:00:01:00:02",
+        ]);
+        let err = XvsdConfig::load(&flags)
+            .unwrap()
+            .desired_state(links)
+            .unwrap_err();
+        assert!(err.to_string().contains("node_ip"), "{err}");
+
+        for bad in ["veth1,", "veth1,x", "veth1,65536", ",1", "", "veth1,1,2"] {
+            let flags = Flags::parse_from(["xvsd", "--bridged", bad]);
+            let err = XvsdConfig::load(&flags).unwrap_err().to_string();
+            assert!(
+                err.contains("--bridged") && err.contains("IFNAME,DOMAIN"),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(
+            toml::from_str::<XvsdConfig>("[[bridged]]\nifname = \"a\"\nvlan = 3\n").is_err(),
+            "unknown keys of a bridged port are refused"
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! xvsd: the datapath wired to real interfaces.
 //!
 //! [`Datapath::start`] compiles the configuration into a snapshot, attaches
-//! the XDP steering program to every port (pod ports: everything; the
-//! uplink: only what the switch owns, so the node's own traffic keeps
-//! flowing through the kernel), and starts one worker per configured core,
+//! the XDP steering program to every port (pod and bridged ports:
+//! everything; the uplink: only what the switch owns, so the node's own
+//! traffic keeps flowing through the kernel), and starts one worker per configured core,
 //! pinned to it. Each worker has its own UMEM, shared by all its AF_XDP
 //! sockets, so forwarding between the queues a worker serves moves
 //! descriptors. Receive queues are dealt out round robin: queue `q` of the
@@ -61,7 +61,7 @@ pub enum DaemonError {
     Steer(#[from] SteerError),
     #[error(transparent)]
     Xsk(#[from] XskError),
-    #[error("no ports: give --uplink and/or --pod")]
+    #[error("no ports: give --uplink, --pod and/or --bridged")]
     NoPorts,
     #[error("cores {0:?}: a core may serve one worker only")]
     DuplicateCore(Vec<usize>),
