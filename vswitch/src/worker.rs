@@ -10,8 +10,20 @@
 //! queues of ([`PortSlot::Local`]); packets for the others go to the worker
 //! that serves them through a hand-off link ([`PortSlot::Remote`], see
 //! [`crate::handoff`]).
+//!
+//! Each round is timed by stage, the way OVS's `dpif-netdev/pmd-stats-show`
+//! splits a PMD thread's cycles ([`StageTimes`]): the clock is read once at
+//! each stage boundary — after each port's receive, after the pipeline,
+//! after each transmit queue, around each hand-off delivery — and the time
+//! since the previous read is charged to the stage that just ran. That is a
+//! few reads of the monotonic clock (vDSO, tens of ns) per round and per
+//! batch, never per packet. A round that found no packet is charged whole
+//! to idle, as is the time `daemon` sleeps.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use crate::handoff::{Inbox, Outbox};
 use crate::packet::FramePool;
@@ -20,7 +32,7 @@ use crate::port::{Batch, Port, PortId};
 use crate::snapshot::Snapshot;
 
 /// Traffic counters of one port, as seen by one worker.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PortCounters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
@@ -45,6 +57,127 @@ impl PortCounters {
     }
 }
 
+/// Buckets of the batch-size histogram: bursts of 1, 2–3, 4–7, 8–15,
+/// 16–31, 32–63 and 64 packets.
+pub const BATCH_BUCKETS: usize = 7;
+
+/// The bucket of a burst of `n` (1..=64) packets: ⌊log2 n⌋.
+fn batch_bucket(n: usize) -> usize {
+    let log2 = (usize::BITS - 1).saturating_sub(n.leading_zeros());
+    (log2 as usize).min(BATCH_BUCKETS - 1)
+}
+
+/// Where one worker's time went, in nanoseconds of the monotonic clock.
+/// The stage times are those of rounds that found work; their sum is the
+/// busy time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct StageTimes {
+    /// Receiving: rx bursts off every port the worker serves, with the
+    /// fill-ring refills and wakeup syscalls they make.
+    pub rx_ns: u64,
+    /// The pipeline: classification and processing of the bursts.
+    pub pipeline_ns: u64,
+    /// Transmitting: tx bursts, with completion-ring reaping and the
+    /// `sendto` kick.
+    pub tx_ns: u64,
+    /// Handing off: copying batches into parcels for other workers, and
+    /// parcels from them into frames.
+    pub handoff_ns: u64,
+    /// Rounds that found nothing, and time asleep.
+    pub idle_ns: u64,
+    /// Rounds that found packets, and rounds that did not.
+    pub busy_polls: u64,
+    pub idle_polls: u64,
+    /// Packets received from ports or handed over by other workers.
+    pub packets: u64,
+    /// Receive bursts by size, in the buckets of [`BATCH_BUCKETS`].
+    pub batches: [u64; BATCH_BUCKETS],
+}
+
+impl StageTimes {
+    /// Time spent in rounds that found work.
+    pub fn busy_ns(&self) -> u64 {
+        self.rx_ns + self.pipeline_ns + self.tx_ns + self.handoff_ns
+    }
+
+    /// `stage_ns` spread over the packets (0 without packets).
+    pub fn per_packet(&self, stage_ns: u64) -> f64 {
+        if self.packets == 0 {
+            return 0.0;
+        }
+        stage_ns as f64 / self.packets as f64
+    }
+
+    /// `stage_ns` as a percentage of the busy time (0 when never busy).
+    pub fn busy_share(&self, stage_ns: u64) -> f64 {
+        match self.busy_ns() {
+            0 => 0.0,
+            busy => 100.0 * stage_ns as f64 / busy as f64,
+        }
+    }
+
+    /// Adds time the worker slept.
+    pub fn add_idle(&mut self, slept: Duration) {
+        self.idle_ns += nanos(slept);
+    }
+
+    /// Adds a finished round that found `packets`.
+    fn end_round(&mut self, round: &Round, packets: usize) {
+        if packets == 0 {
+            self.idle_polls += 1;
+            self.idle_ns += nanos(round.last - round.start);
+            return;
+        }
+        self.busy_polls += 1;
+        self.packets += packets as u64;
+        let [rx, pipeline, tx, handoff] = round.ns;
+        self.rx_ns += rx;
+        self.pipeline_ns += pipeline;
+        self.tx_ns += tx;
+        self.handoff_ns += handoff;
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The stages a round's time is charged to (indices into `Round::ns`).
+#[derive(Clone, Copy)]
+enum Stage {
+    Rx,
+    Pipeline,
+    Tx,
+    Handoff,
+}
+
+/// The clock of one poll round.
+struct Round {
+    start: Instant,
+    /// The previous clock read.
+    last: Instant,
+    ns: [u64; 4],
+}
+
+impl Round {
+    fn start() -> Self {
+        let now = Instant::now();
+        Round {
+            start: now,
+            last: now,
+            ns: [0; 4],
+        }
+    }
+
+    /// Charges the time since the previous read to `stage`.
+    #[inline]
+    fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        self.ns[stage as usize] += nanos(now - self.last);
+        self.last = now;
+    }
+}
+
 /// How a worker reaches one port.
 pub enum PortSlot<T> {
     /// The worker has queues of this port: it receives and sends on it.
@@ -61,6 +194,8 @@ pub struct Worker<P: FramePool, T: Port<P>> {
     pub ports: Vec<PortSlot<T>>,
     pub pipeline: Pipeline,
     pub port_counters: Vec<PortCounters>,
+    /// Where its time went.
+    pub times: StageTimes,
     /// Packets other workers handed over that found no free frame here.
     pub handoff_no_frame: u64,
     inbox: Option<Inbox>,
@@ -102,6 +237,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             ports,
             pipeline: Pipeline::new(snapshot, config),
             port_counters,
+            times: StageTimes::default(),
             handoff_no_frame: 0,
             inbox,
             batch: Batch::new(),
@@ -124,6 +260,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
     /// One round over every port at time `now_ns`; returns the packets
     /// received (from ports and from other workers).
     pub fn poll(&mut self, now_ns: u64) -> usize {
+        let mut round = Round::start();
         let mut received = 0;
         for idx in 0..self.ports.len() {
             let Ok(in_port) = PortId::try_from(idx) else {
@@ -133,45 +270,56 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
                 continue;
             };
             let n = port.rx_burst(&mut self.pool, &mut self.batch);
+            round.lap(Stage::Rx);
             if n == 0 {
                 continue;
             }
             received += n;
+            self.times.batches[batch_bucket(n)] += 1;
             let c = &mut self.port_counters[idx];
             c.rx_packets += n as u64;
             c.rx_bytes += self.batch.iter().map(|p| u64::from(p.len)).sum::<u64>();
             self.pipeline
                 .process(&mut self.pool, in_port, &mut self.batch, now_ns);
-            self.flush();
+            round.lap(Stage::Pipeline);
+            self.flush(&mut round);
         }
-        received + self.deliver_handoffs()
+        received += self.deliver_handoffs(&mut round);
+        self.times.end_round(&round, received);
+        received
     }
 
     /// Hands every transmit queue to its port, or to the worker that
     /// serves it.
-    fn flush(&mut self) {
+    fn flush(&mut self, round: &mut Round) {
         for (port, queue) in self.pipeline.tx_queues() {
             let idx = usize::from(port);
             let c = &mut self.port_counters[idx];
             match &mut self.ports[idx] {
-                PortSlot::Local(p) => transmit(p, &mut self.pool, queue, c),
+                PortSlot::Local(p) => {
+                    transmit(p, &mut self.pool, queue, c);
+                    round.lap(Stage::Tx);
+                }
                 PortSlot::Remote(outbox) => {
                     let queued = queue.len() as u64;
                     let sent = outbox.send(&mut self.pool, port, queue) as u64;
                     c.handed_off += sent;
                     c.handoff_drops += queued - sent;
+                    round.lap(Stage::Handoff);
                 }
             }
         }
     }
 
     /// Sends what other workers handed over; returns how many packets.
-    fn deliver_handoffs(&mut self) -> usize {
+    /// Copying parcels in is charged to the hand-off, sending to tx.
+    fn deliver_handoffs(&mut self, round: &mut Round) -> usize {
         let Some(inbox) = &self.inbox else {
             return 0;
         };
         let (ports, counters) = (&mut self.ports, &mut self.port_counters);
         let done = inbox.deliver(&mut self.pool, &mut self.batch, |pool, port, batch| {
+            round.lap(Stage::Handoff);
             let idx = usize::from(port);
             match (ports.get_mut(idx), counters.get_mut(idx)) {
                 (Some(PortSlot::Local(p)), Some(c)) => transmit(p, pool, batch, c),
@@ -183,7 +331,9 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
                     }
                 }
             }
+            round.lap(Stage::Tx);
         });
+        round.lap(Stage::Handoff);
         self.handoff_no_frame += done.no_frame as u64;
         done.packets
     }
@@ -208,4 +358,36 @@ fn transmit<P: FramePool, T: Port<P>>(
     } else {
         bytes * sent as u64 / queued as u64
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_buckets_are_powers_of_two() {
+        let buckets: Vec<usize> = [1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 63, 64]
+            .into_iter()
+            .map(batch_bucket)
+            .collect();
+        assert_eq!(buckets, [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6]);
+        assert_eq!(batch_bucket(1000), BATCH_BUCKETS - 1, "clamped");
+    }
+
+    #[test]
+    fn shares_and_per_packet_costs() {
+        let t = StageTimes {
+            rx_ns: 100,
+            pipeline_ns: 300,
+            tx_ns: 500,
+            handoff_ns: 100,
+            packets: 10,
+            ..StageTimes::default()
+        };
+        assert_eq!(t.busy_ns(), 1000);
+        assert_eq!(t.per_packet(t.pipeline_ns), 30.0);
+        assert_eq!(t.busy_share(t.tx_ns), 50.0);
+        let idle = StageTimes::default();
+        assert_eq!((idle.per_packet(0), idle.busy_share(0)), (0.0, 0.0));
+    }
 }

@@ -96,6 +96,22 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
                 balanced = a.balanced(),
                 "frame accounting"
             );
+            let t = &w.times;
+            let stage = |ns| format!("{:.1}ns/pkt({:.0}%)", t.per_packet(ns), t.busy_share(ns));
+            tracing::info!(
+                worker = i,
+                packets = t.packets,
+                busy_ns = t.busy_ns(),
+                idle_ns = t.idle_ns,
+                busy_polls = t.busy_polls,
+                idle_polls = t.idle_polls,
+                rx = %stage(t.rx_ns),
+                pipeline = %stage(t.pipeline_ns),
+                tx = %stage(t.tx_ns),
+                handoff = %stage(t.handoff_ns),
+                batches = ?t.batches,
+                "worker time"
+            );
         }
     }
     drop(datapath);

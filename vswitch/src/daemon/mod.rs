@@ -3,16 +3,16 @@
 //! [`Datapath::start`] compiles the configuration into a snapshot, attaches
 //! the XDP steering program to every port (pod and bridged ports:
 //! everything; the uplink: only what the switch owns, so the node's own
-//! traffic keeps flowing through the kernel), and starts one worker per configured core,
-//! pinned to it. Each worker has its own UMEM, shared by all its AF_XDP
-//! sockets, so forwarding between the queues a worker serves moves
-//! descriptors. Receive queues are dealt out round robin: queue `q` of the
-//! `p`-th port goes to worker `(p + q) mod workers`, which spreads
-//! single-queue ports (veth) over the workers and gives every worker a
-//! queue of each port that has as many queues as there are workers. A
-//! worker without a queue of a port hands packets for it to the worker
-//! that serves its queue 0 (see [`crate::handoff`]): one copy, the price of
-//! one UMEM per worker.
+//! traffic keeps flowing through the kernel), and starts one worker per
+//! configured core, pinned to it. Each worker has its own UMEM, shared by
+//! all its AF_XDP sockets, so forwarding between the queues a worker serves
+//! moves descriptors. Receive queues are dealt out round robin: queue `q` of
+//! the `p`-th port goes to worker `(p + q) mod workers`, which spreads
+//! single-queue ports (veth) over the workers and gives every worker a queue
+//! of each port that has as many queues as there are workers. A worker
+//! without a queue of a port hands packets for it to the worker that serves
+//! its queue 0 (see [`crate::handoff`]): one copy, the price of one UMEM per
+//! worker.
 //!
 //! [`Datapath::stop`] stops the workers, closes the sockets and detaches the
 //! programs; a crash leaves the programs attached, and the next start
@@ -21,7 +21,8 @@
 //! A worker busy-polls while there is traffic and, after [`BUSY_ROUNDS`]
 //! empty rounds, sleeps in `poll(2)` on its sockets and its hand-off
 //! doorbell until a packet arrives (or [`IDLE_WAIT_MS`] pass, to look at the
-//! stop flag), so an idle switch does not keep its cores at 100%.
+//! stop flag), so an idle switch does not keep its cores at 100%. The time
+//! asleep counts as idle in the worker's [`StageTimes`].
 
 pub mod config;
 
@@ -39,7 +40,7 @@ use crate::handoff::{self, Outbox};
 use crate::pipeline::PipelineConfig;
 use crate::port::{XskPool, XskPort};
 use crate::snapshot::{CompileError, Snapshot};
-use crate::worker::{PortCounters, PortSlot, Worker};
+use crate::worker::{PortCounters, PortSlot, StageTimes, Worker};
 use config::{rx_queues, ConfigError, XvsdConfig};
 
 /// Empty poll rounds before a worker sleeps.
@@ -101,6 +102,8 @@ pub struct WorkerReport {
     /// they reached the worker: rx ring full, no fill-ring frame).
     pub sockets: SocketStats,
     pub accounting: Accounting,
+    /// Where its time went, by stage.
+    pub times: StageTimes,
 }
 
 /// Counters of one port of a stopped datapath.
@@ -316,6 +319,7 @@ impl Datapath {
                     sum
                 }),
                 accounting: worker.pool.xsk.accounting(),
+                times: worker.times,
             });
         }
         if workers.is_empty() {
@@ -367,10 +371,14 @@ fn run(mut worker: XskWorker, stop: &AtomicBool) -> XskWorker {
         empty = empty.saturating_add(1);
         if empty < BUSY_ROUNDS {
             std::hint::spin_loop();
-        } else if !sleep(&worker) {
+            continue;
+        }
+        let asleep = Instant::now();
+        if !sleep(&worker) {
             // poll(2) itself failing (it should not): do not spin.
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
+        worker.times.add_idle(asleep.elapsed());
     }
     worker
 }
