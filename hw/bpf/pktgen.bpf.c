@@ -36,6 +36,9 @@
 #define KIND_TCP_SYN 1
 #define KIND_VXLAN 2
 
+#define VARY_SRC_IP 0
+#define VARY_DST_PORT 1
+
 #define UDP_HDRS 42   /* eth + ipv4 + udp */
 #define TCP_HDRS 54   /* eth + ipv4 + tcp */
 #define VXLAN_HDRS 92 /* outer eth + ipv4 + udp + vxlan, inner eth + ipv4 + udp */
@@ -49,7 +52,7 @@ struct gen_config {
 	__u32 kind;
 	__u32 flows;
 	__u32 nsizes;
-	__u32 pad;
+	__u32 vary; /* VARY_*: what flow / 16384 adds to */
 	__u16 sizes[MAX_SIZES]; /* frame lengths (no FCS), taken in turn */
 	__u8 template[TEMPLATE_LEN];
 };
@@ -135,12 +138,18 @@ static __always_inline void ip_finish(struct iphdr *ip, __u16 tot_len)
 	ip->check = fold(sum);
 }
 
-/* The innermost IPv4 header's source address and UDP/TCP source port for
- * flow `flow`: 16384 ports per address. */
-static __always_inline void set_flow(struct iphdr *ip, __be16 *sport, __u32 flow)
+/* The innermost headers of flow `flow`: flow % 16384 adds to the source
+ * port, flow / 16384 to the source address (VARY_SRC_IP) or to the
+ * destination port (VARY_DST_PORT, which keeps the source address a
+ * switch's anti-spoofing check expects). Ports wrap. */
+static __always_inline void set_flow(struct iphdr *ip, __be16 *sport, __be16 *dport, __u32 flow,
+				     __u32 vary)
 {
-	ip->saddr = bpf_htonl(bpf_ntohl(ip->saddr) + (flow >> 14));
 	*sport = bpf_htons(bpf_ntohs(*sport) + (flow & 0x3fff));
+	if (vary == VARY_DST_PORT)
+		*dport = bpf_htons(bpf_ntohs(*dport) + (flow >> 14));
+	else
+		ip->saddr = bpf_htonl(bpf_ntohl(ip->saddr) + (flow >> 14));
 }
 
 SEC("xdp")
@@ -181,7 +190,7 @@ int xvs_gen(struct xdp_md *ctx)
 		__builtin_memcpy(data, cfg->template, TCP_HDRS);
 		struct iphdr *ip = data + 14;
 		struct tcphdr *tcp = data + 34;
-		set_flow(ip, &tcp->source, flow);
+		set_flow(ip, &tcp->source, &tcp->dest, flow, cfg->vary);
 		tcp->seq = bpf_htonl(seq);
 		tcp->ack_seq = bpf_htonl((__u32)now);
 		ip_finish(ip, size - 14);
@@ -230,7 +239,7 @@ int xvs_gen(struct xdp_md *ctx)
 	}
 	if ((void *)(udp + 1) > end || (void *)(ip + 1) > end)
 		return XDP_ABORTED;
-	set_flow(ip, &udp->source, flow);
+	set_flow(ip, &udp->source, &udp->dest, flow, cfg->vary);
 	int l3 = (long)ip - (long)data;
 	ip_finish(ip, size - l3);
 	udp->len = bpf_htons(size - l3 - 20);

@@ -60,6 +60,20 @@ impl FrameKind {
     }
 }
 
+/// Which field of the innermost headers tells flows apart past 16384: flow
+/// `f` always adds `f % 16384` to the source port, and `f / 16384` to
+/// this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u32)]
+pub enum FlowVary {
+    /// The source address (the simplest spread for RSS and flow tables).
+    #[default]
+    SrcIp = 0,
+    /// The destination port: every frame keeps the source address, as a
+    /// switch port with an anti-spoofing check requires.
+    DstPort = 1,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PktgenError {
     #[error("no interface {0}")]
@@ -110,14 +124,15 @@ pub struct LiveGenerator {
 impl LiveGenerator {
     /// `template` holds `kind.header_len()` bytes of headers (lengths and
     /// checksums are rewritten per frame); frames take the lengths of
-    /// `sizes` in turn; flow `f` adds `f / 16384` to the innermost source
-    /// address and `f % 16384` to its source port.
+    /// `sizes` in turn; flow `f` adds `f % 16384` to the innermost source
+    /// port and `f / 16384` to the field `vary` names.
     pub fn new(
         ifname: &str,
         kind: FrameKind,
         template: &[u8],
         sizes: &[u16],
         flows: u32,
+        vary: FlowVary,
     ) -> Result<Self, PktgenError> {
         let ifindex = ifindex(ifname).ok_or_else(|| PktgenError::NoInterface(ifname.into()))?;
         if template.len() < kind.header_len() || template.len() > TEMPLATE_LEN {
@@ -147,12 +162,12 @@ impl LiveGenerator {
                 "flows {flows}: 1 to {MAX_FLOWS}"
             )));
         }
-        // struct gen_config: kind, flows, nsizes, pad, sizes[16], template[96].
+        // struct gen_config: kind, flows, nsizes, vary, sizes[16], template[96].
         let mut config = Vec::with_capacity(16 + 2 * MAX_SIZES + TEMPLATE_LEN);
         config.extend_from_slice(&(kind as u32).to_ne_bytes());
         config.extend_from_slice(&flows.to_ne_bytes());
         config.extend_from_slice(&u32::try_from(sizes.len()).unwrap_or(0).to_ne_bytes());
-        config.extend_from_slice(&0u32.to_ne_bytes());
+        config.extend_from_slice(&(vary as u32).to_ne_bytes());
         for i in 0..MAX_SIZES {
             config.extend_from_slice(&sizes.get(i).copied().unwrap_or(0).to_ne_bytes());
         }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
-use xvs_hw::pktgen::{bucket_floor_ns, FrameKind, LiveGenerator, Sink};
+use xvs_hw::pktgen::{bucket_floor_ns, FlowVary, FrameKind, LiveGenerator, Sink};
 use xvs_perf::frames::{frame_len, template, Endpoints, Outer, IMIX};
 
 #[derive(Parser)]
@@ -35,6 +35,17 @@ enum Kind {
     Udp,
     TcpSyn,
     Vxlan,
+}
+
+/// What tells flows apart past 16384 (the source port counts the first
+/// 16384).
+#[derive(Clone, Copy, ValueEnum)]
+enum Vary {
+    /// The source address: flow f adds f / 16384 to it.
+    SrcIp,
+    /// The destination port: flow f adds f / 16384 to it, and every frame
+    /// keeps --src-ip (for pod ports with an anti-spoofing check).
+    DstPort,
 }
 
 #[derive(Subcommand)]
@@ -64,9 +75,11 @@ struct GenArgs {
     src_port: u16,
     #[arg(long, default_value_t = 5001)]
     dst_port: u16,
-    /// Flows: source ports (and addresses past 16384) vary.
+    /// Flows: source ports vary (and, past 16384, the field --vary names).
     #[arg(long, default_value_t = 1)]
     flows: u32,
+    #[arg(long, value_enum, default_value = "src-ip")]
+    vary: Vary,
     /// Wire size in bytes (64..1518), FCS included.
     #[arg(long, default_value_t = 64, conflicts_with = "imix")]
     size: u16,
@@ -200,7 +213,11 @@ fn gen(a: &GenArgs) -> Result<()> {
             return Err(format!("cannot run on core {core}").into());
         }
     }
-    let mut generator = LiveGenerator::new(&a.dev, kind, &t, &sizes, a.flows)?;
+    let vary = match a.vary {
+        Vary::SrcIp => FlowVary::SrcIp,
+        Vary::DstPort => FlowVary::DstPort,
+    };
+    let mut generator = LiveGenerator::new(&a.dev, kind, &t, &sizes, a.flows, vary)?;
     let limit = a.count.unwrap_or(u64::MAX);
     let duration = Duration::from_secs_f64(a.seconds);
     let start = Instant::now();
@@ -233,6 +250,7 @@ fn gen(a: &GenArgs) -> Result<()> {
             "pps": generator.sent() as f64 / secs,
             "sizes": sizes,
             "flows": a.flows,
+            "vary": a.vary.to_possible_value().map(|v| v.get_name().to_owned()),
         })
     );
     Ok(())
