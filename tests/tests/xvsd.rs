@@ -33,18 +33,21 @@ fn assert_balanced(log: &str) {
     );
 }
 
+/// The numeric `key=` field of a log line.
+fn field(line: &str, key: &str) -> u64 {
+    let at = line.find(&format!(" {key}=")).expect("field in log line") + key.len() + 2;
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a number")
+}
+
 /// The numeric `key=` field of each "worker counters" log line, by worker.
 fn worker_field(log: &str, key: &str) -> Vec<u64> {
     log.lines()
         .filter(|l| l.contains("worker counters"))
-        .map(|l| {
-            let at = l.find(&format!(" {key}=")).expect("field in log line") + key.len() + 2;
-            l[at..]
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|v| v.parse().ok())
-                .expect("a number")
-        })
+        .map(|l| field(l, key))
         .collect()
 }
 
@@ -54,12 +57,7 @@ fn port_field(log: &str, port: &str, key: &str) -> u64 {
         .lines()
         .find(|l| l.contains("port counters") && l.contains(&format!("port=\"{port}\"")))
         .unwrap_or_else(|| panic!("no counters of port {port}:\n{log}"));
-    let at = line.find(&format!(" {key}=")).expect("field in log line") + key.len() + 2;
-    line[at..]
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|v| v.parse().ok())
-        .expect("a number")
+    field(line, key)
 }
 
 fn xdp_attached(ifname: &str) -> bool {
@@ -207,7 +205,8 @@ fn two_workers_split_the_queues() {
 
 /// Two hosts on one subnet behind bridged ports: xvsd switches their
 /// frames by MAC (ARP included), a bridge-only switch with no node IP or
-/// pod CIDR.
+/// pod CIDR. Its worker's thread id is logged, and at shutdown the report
+/// is written as JSON.
 #[test]
 fn bridged_ports_switch_one_subnet() {
     let Some(_serial) = root_or_skip("bridged_ports_switch_one_subnet") else {
@@ -216,7 +215,28 @@ fn bridged_ports_switch_one_subnet() {
     let mut topo = Topology::default();
     topo.host("xtl-h1", "xtl1", "10.99.0.1/24");
     topo.host("xtl-h2", "xtl2", "10.99.0.2/24");
-    let xvsd = Xvsd::start(&["--bridged", "xtl1", "--bridged", "xtl2,1"]);
+    let report = std::env::temp_dir().join(format!("xvsd-report-{}.json", std::process::id()));
+    let _ = std::fs::remove_file(&report);
+    let xvsd = Xvsd::start(&[
+        "--bridged",
+        "xtl1",
+        "--bridged",
+        "xtl2,1",
+        "--report-json",
+        report.to_str().expect("a UTF-8 temp dir"),
+    ]);
+    let log = xvsd.log();
+    let up = log
+        .lines()
+        .find(|l| l.contains("worker up"))
+        .unwrap_or_else(|| panic!("no worker up line:\n{log}"));
+    let tid = field(up, "tid");
+    let comm = std::fs::read_to_string(format!("/proc/{}/task/{tid}/comm", xvsd.pid()));
+    assert_eq!(
+        comm.as_deref().map(str::trim).ok(),
+        Some("xvs-worker-0"),
+        "{up}"
+    );
 
     assert!(
         ping_eventually("xtl-h1", "10.99.0.2", 5) && ping("xtl-h1", "10.99.0.2", 3),
@@ -234,6 +254,34 @@ fn bridged_ports_switch_one_subnet() {
         let (rx, tx) = (port_field(&log, port, "rx"), port_field(&log, port, "tx"));
         assert!(rx > 1000 && tx > 1000, "{port}: rx {rx} tx {tx}\n{log}");
         assert!(!xdp_attached(port), "{port} keeps XDP after shutdown");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("worker time") && field(l, "packets") > 1000),
+        "{log}"
+    );
+
+    let text = std::fs::read_to_string(&report).unwrap_or_else(|e| panic!("{e}:\n{log}"));
+    let _ = std::fs::remove_file(&report);
+    let json: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    let worker = &json["workers"][0];
+    assert_eq!(worker["tid"].as_u64(), Some(tid), "{text}");
+    let times = &worker["times"];
+    let packets = times["packets"].as_u64().unwrap_or(0);
+    assert!(packets > 1000, "{text}");
+    assert_eq!(worker["rx_packets"].as_u64(), Some(packets), "{text}");
+    assert!(times["busy_polls"].as_u64().unwrap_or(0) > 0, "{text}");
+    let ports = json["ports"].as_array().expect("ports");
+    assert_eq!(ports.len(), 2, "{text}");
+    for p in ports {
+        assert!(
+            p["counters"]["tx_packets"].as_u64().unwrap_or(0) > 1000,
+            "{text}"
+        );
+        assert!(
+            p["steering"]["redirected"].as_u64().unwrap_or(0) > 1000,
+            "{text}"
+        );
     }
 }
 

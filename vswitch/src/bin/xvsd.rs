@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use xvs_vswitch::daemon::config::{Flags, XvsdConfig};
-use xvs_vswitch::daemon::Datapath;
+use xvs_vswitch::daemon::{write_atomically, Datapath, Report};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -31,6 +31,9 @@ fn main() -> ExitCode {
 
 fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     let config = XvsdConfig::load(flags)?;
+    if let Some(path) = &flags.report_json {
+        Report::check_path(path).map_err(|e| format!("--report-json {}: {e}", path.display()))?;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
@@ -46,12 +49,21 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
             "port up"
         );
     }
+    for (i, w) in datapath.workers.iter().enumerate() {
+        tracing::info!(
+            worker = i,
+            tid = %or_none(w.tid),
+            core = %or_none(w.core),
+            "worker up"
+        );
+    }
     tracing::info!("ready: forwarding on {} ports", datapath.ports.len());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("stopping");
-    if let Some(report) = datapath.stop() {
+    let report = datapath.stop();
+    if let Some(report) = &report {
         for p in &report.ports {
             let c = &p.counters;
             let steer = p.steering.unwrap_or_default();
@@ -116,5 +128,16 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(datapath);
     tracing::info!("stopped; XDP programs detached");
+    if let (Some(path), Some(report)) = (&flags.report_json, &report) {
+        let mut json = serde_json::to_vec_pretty(report)?;
+        json.push(b'\n');
+        write_atomically(path, &json)
+            .map_err(|e| format!("writing the report to {}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "report written");
+    }
     Ok(())
+}
+
+fn or_none(v: Option<impl std::fmt::Display>) -> String {
+    v.map_or_else(|| "none".into(), |v| v.to_string())
 }

@@ -193,6 +193,10 @@ pub struct Flags {
     /// Bind copy mode even where zero-copy is offered.
     #[arg(long)]
     pub force_copy: bool,
+    /// At shutdown, also write the counters (ports, steering, workers with
+    /// their thread ids and stage times, drops) as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report_json: Option<PathBuf>,
 }
 
 fn flag_err(flag: &'static str, value: &str, expected: &'static str) -> ConfigError {

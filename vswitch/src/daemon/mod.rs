@@ -18,6 +18,13 @@
 //! programs; a crash leaves the programs attached, and the next start
 //! replaces them (see `xvs_hw::steer`).
 //!
+//! Each worker thread (named `xvs-worker-{i}`) reports its kernel thread
+//! id at start ([`WorkerInfo`]), so a benchmark can `perf stat -t` exactly
+//! it. At stop the workers' counters come back as a [`Report`], which
+//! serializes (xvsd writes it as JSON with [`write_atomically`]); `hw`'s
+//! counter types are serialized here, field for field, so `hw` needs no
+//! serde.
+//!
 //! A worker busy-polls while there is traffic and, after [`BUSY_ROUNDS`]
 //! empty rounds, sleeps in `poll(2)` on its sockets and its hand-off
 //! doorbell until a packet arrives (or [`IDLE_WAIT_MS`] pass, to look at the
@@ -26,10 +33,14 @@
 
 pub mod config;
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
+
+use serde::{Serialize, Serializer};
 
 use xvs_control::state::PortKind;
 use xvs_hw::steer::{AttachMode, SteerCounters, SteerError, Steering, SteeringProgram};
@@ -84,10 +95,22 @@ pub struct PortInfo {
     pub workers: Vec<usize>,
 }
 
+/// A running worker thread.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerInfo {
+    /// The core it is pinned to (`None`: not pinned).
+    pub core: Option<usize>,
+    /// Its kernel thread id, for `perf stat -t` (`None` if
+    /// `/proc/thread-self` could not be read).
+    pub tid: Option<u32>,
+}
+
 /// Counters of one stopped worker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct WorkerReport {
     pub core: Option<usize>,
+    /// Its kernel thread id, as in [`WorkerInfo`].
+    pub tid: Option<u32>,
     pub rx_packets: u64,
     pub tx_packets: u64,
     /// Packets passed to other workers, and dropped because they were
@@ -100,40 +123,149 @@ pub struct WorkerReport {
     pub tx_ring_full: u64,
     /// Its sockets' counters, the kernel's included (packets lost before
     /// they reached the worker: rx ring full, no fill-ring frame).
+    #[serde(with = "SocketStatsJson")]
     pub sockets: SocketStats,
+    #[serde(with = "AccountingJson")]
     pub accounting: Accounting,
     /// Where its time went, by stage.
     pub times: StageTimes,
 }
 
 /// Counters of one port of a stopped datapath.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PortReport {
     pub name: String,
     /// Summed over the workers.
     pub counters: PortCounters,
     /// What its XDP program did with the packets the port received (`None`
     /// if the program's counters could not be read).
+    #[serde(serialize_with = "steering_json")]
     pub steering: Option<SteerCounters>,
 }
 
 /// Counters of a stopped datapath.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub ports: Vec<PortReport>,
     pub workers: Vec<WorkerReport>,
-    /// Pipeline drops by reason, summed over the workers.
+    /// Pipeline drops by reason, summed over the workers (a JSON object
+    /// from reason to count).
+    #[serde(serialize_with = "drops_json")]
     pub drops: Vec<(&'static str, u64)>,
+}
+
+impl Report {
+    /// Checks early that [`write_atomically`] can put a file at `path`:
+    /// it names a file, in a directory that exists.
+    ///
+    /// # Errors
+    /// What is wrong with `path`.
+    pub fn check_path(path: &Path) -> Result<(), String> {
+        if path.file_name().is_none() {
+            return Err("not a file name".into());
+        }
+        let dir = report_dir(path);
+        if !dir.is_dir() {
+            return Err(format!("{} is not a directory", dir.display()));
+        }
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` atomically: into a temporary file in the same
+/// directory, then renamed over `path`, so a reader sees the old file or
+/// the whole new one. (xvsd writes the [`Report`] as JSON with it.)
+///
+/// # Errors
+/// If the file cannot be written or renamed; the temporary file is
+/// removed.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let Some(name) = path.file_name() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a file name",
+        ));
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = report_dir(path).join(tmp_name);
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The directory `path` is in.
+fn report_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `hw`'s socket counters in the JSON report (serde's remote derive, here
+/// and below: the field lists mirror `hw`'s structs, and a field added
+/// there must be added here to appear in the report).
+#[derive(Serialize)]
+#[serde(remote = "SocketStats")]
+struct SocketStatsJson {
+    tx_wakeups: u64,
+    tx_wakeup_errors: u64,
+    fill_wakeups: u64,
+    rx_ring_full: u64,
+    rx_fill_ring_empty: u64,
+    rx_dropped: u64,
+    rx_invalid_descs: u64,
+    tx_invalid_descs: u64,
+}
+
+/// `hw`'s frame accounting in the JSON report.
+#[derive(Serialize)]
+#[serde(remote = "Accounting")]
+struct AccountingJson {
+    total: u32,
+    free: u32,
+    user: u32,
+    fill: u32,
+    rx: u32,
+    tx: u32,
+    completion: u32,
+    lent: u32,
+}
+
+/// `hw`'s steering counters in the JSON report.
+#[derive(Serialize)]
+#[serde(remote = "SteerCounters")]
+struct SteerCountersJson {
+    redirected: u64,
+    passed: u64,
+    dropped: u64,
+}
+
+fn steering_json<S: Serializer>(c: &Option<SteerCounters>, s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Counters(#[serde(with = "SteerCountersJson")] SteerCounters);
+    c.map(Counters).serialize(s)
+}
+
+fn drops_json<S: Serializer>(drops: &[(&'static str, u64)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_map(drops.iter().copied())
 }
 
 type XskWorker = Worker<XskPool, XskPort>;
 
 pub struct Datapath {
     stop: Arc<AtomicBool>,
-    threads: Vec<(Option<usize>, JoinHandle<XskWorker>)>,
+    threads: Vec<JoinHandle<XskWorker>>,
     // Detached when dropped, after the workers (and their sockets) stopped.
     programs: Vec<SteeringProgram>,
     pub ports: Vec<PortInfo>,
+    /// The running workers, in order; empty once stopped.
+    pub workers: Vec<WorkerInfo>,
 }
 
 /// Which worker serves queue `queue` of the `port`-th port.
@@ -232,6 +364,7 @@ impl Datapath {
             threads: Vec::new(),
             programs,
             ports: infos,
+            workers: Vec::new(),
         };
         let parts = xsks.into_iter().zip(slots).zip(mesh.drain(..));
         for (w, ((xsk, ports), (inbox, _))) in parts.enumerate() {
@@ -257,12 +390,12 @@ impl Datapath {
         worker: XskWorker,
     ) -> Result<(), DaemonError> {
         let stop = self.stop.clone();
-        let (pinned_tx, pinned_rx) = std::sync::mpsc::channel();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("xvs-worker-{index}"))
             .spawn(move || {
                 let pinned = core.is_none_or(xvs_hw::cpu::pin_current_thread);
-                let _ = pinned_tx.send(pinned);
+                let _ = started_tx.send((pinned, current_tid()));
                 if pinned {
                     run(worker, &stop)
                 } else {
@@ -270,11 +403,12 @@ impl Datapath {
                 }
             })
             .expect("spawning a worker thread");
-        if !pinned_rx.recv().unwrap_or(false) {
+        let Ok((true, tid)) = started_rx.recv() else {
             let _ = thread.join();
             return Err(DaemonError::Pin(core.unwrap_or_default()));
-        }
-        self.threads.push((core, thread));
+        };
+        self.threads.push(thread);
+        self.workers.push(WorkerInfo { core, tid });
         Ok(())
     }
 
@@ -294,7 +428,8 @@ impl Datapath {
             .collect();
         let mut drops = [0u64; DropReason::COUNT];
         let mut workers = Vec::new();
-        for (core, thread) in self.threads.drain(..) {
+        let infos = std::mem::take(&mut self.workers);
+        for (info, thread) in infos.into_iter().zip(self.threads.drain(..)) {
             let Ok(worker) = thread.join() else {
                 continue;
             };
@@ -307,7 +442,8 @@ impl Datapath {
             }
             let total = |f: fn(&PortCounters) -> u64| worker.port_counters.iter().map(f).sum();
             workers.push(WorkerReport {
-                core,
+                core: info.core,
+                tid: info.tid,
                 rx_packets: total(|c| c.rx_packets),
                 tx_packets: total(|c| c.tx_packets),
                 handed_off: total(|c| c.handed_off),
@@ -336,6 +472,13 @@ impl Datapath {
             drops,
         })
     }
+}
+
+/// The kernel's id of the calling thread, from the `/proc/thread-self`
+/// link (`<pid>/task/<tid>`).
+fn current_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
 }
 
 /// The ports a worker serves.
@@ -400,5 +543,111 @@ fn sleep(worker: &XskWorker) -> bool {
             inbox.woke();
             ok
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_knows_its_kernel_id() {
+        let (tid, comm) = std::thread::Builder::new()
+            .name("xvs-tid-test".into())
+            .spawn(|| {
+                let tid = current_tid().expect("a tid");
+                (
+                    tid,
+                    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")),
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(comm.unwrap().trim(), "xvs-tid-test");
+        assert_ne!(Some(tid), current_tid(), "each thread its own");
+    }
+
+    fn report() -> Report {
+        Report {
+            ports: vec![PortReport {
+                name: "veth1".into(),
+                counters: PortCounters {
+                    rx_packets: 3,
+                    ..PortCounters::default()
+                },
+                steering: Some(SteerCounters {
+                    redirected: 3,
+                    passed: 1,
+                    dropped: 0,
+                }),
+            }],
+            workers: vec![WorkerReport {
+                core: Some(1),
+                tid: Some(4242),
+                rx_packets: 3,
+                tx_packets: 3,
+                handed_off: 0,
+                handoff_drops: 0,
+                handoff_no_frame: 0,
+                tx_ring_full: 0,
+                sockets: SocketStats {
+                    tx_wakeups: 2,
+                    ..SocketStats::default()
+                },
+                accounting: Accounting {
+                    total: 8,
+                    free: 8,
+                    ..Accounting::default()
+                },
+                times: StageTimes {
+                    packets: 3,
+                    rx_ns: 100,
+                    ..StageTimes::default()
+                },
+            }],
+            drops: vec![("ttl-exceeded", 2)],
+        }
+    }
+
+    #[test]
+    fn the_report_is_written_as_json_atomically() {
+        let dir = std::env::temp_dir().join(format!("xvs-report-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("report.json");
+        Report::check_path(&path).unwrap();
+        std::fs::write(&path, "old").unwrap();
+        let json = serde_json::to_vec(&report()).unwrap();
+        write_atomically(&path, &json).unwrap();
+
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let w = &json["workers"][0];
+        assert_eq!(
+            (w["tid"].as_u64(), w["core"].as_u64()),
+            (Some(4242), Some(1))
+        );
+        assert_eq!(w["times"]["packets"], 3);
+        assert_eq!(w["times"]["rx_ns"], 100);
+        assert_eq!(w["times"]["batches"].as_array().unwrap().len(), 7);
+        assert_eq!(w["sockets"]["tx_wakeups"], 2);
+        assert_eq!(w["accounting"]["total"], 8);
+        let p = &json["ports"][0];
+        assert_eq!(p["counters"]["rx_packets"], 3);
+        assert_eq!(p["steering"]["passed"], 1);
+        assert_eq!(json["drops"]["ttl-exceeded"], 2);
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_report_path_that_cannot_work_is_refused() {
+        assert!(Report::check_path(Path::new("/")).is_err());
+        let err = Report::check_path(Path::new("/xvs-no-such-dir/r.json")).unwrap_err();
+        assert!(err.contains("not a directory"), "{err}");
+        assert!(Report::check_path(Path::new("r.json")).is_ok(), "the cwd");
+        let err = write_atomically(Path::new("/xvs-no-such-dir/r.json"), b"{}").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 }
