@@ -1,6 +1,7 @@
-//! xvs-pktgen against the kernel (issue #5): the live-frames generator and
-//! the XDP sink, straight over a veth and through xvsd routing between two
-//! pods. Asserts that packets flowed and were counted right, not a speed.
+//! xvs-pktgen against the kernel (issue #5): the generator (both engines,
+//! XDP live frames and AF_XDP) and the XDP sink, straight over a veth, and
+//! live frames through xvsd routing between two pods. Asserts that packets
+//! flowed and were counted right, not a speed.
 
 mod common;
 
@@ -68,15 +69,18 @@ fn generator_to_sink_over_a_veth() {
     run("ip -n xtp-gen link set eth0 up");
     run("ip -n xtp-sink link set eth0 address 02:00:00:11:00:02");
     run("ip -n xtp-sink link set eth0 up");
-    for kind in ["udp", "tcp-syn"] {
-        let (gen, sink) = gen_to_sink(
-            "xtp-gen",
-            "xtp-sink",
-            &format!(
-                "--kind {kind} --dst-mac 02:00:00:11:00:02 --src-ip 10.0.0.1 --dst-ip 10.0.0.2 --imix --rate 100000"
-            ),
-        );
-        assert_all_arrived(&gen, &sink);
+    for engine in ["live", "afxdp"] {
+        for kind in ["udp", "tcp-syn"] {
+            let (gen, sink) = gen_to_sink(
+                "xtp-gen",
+                "xtp-sink",
+                &format!(
+                    "--engine {engine} --kind {kind} --dst-mac 02:00:00:11:00:02 --src-ip 10.0.0.1 --dst-ip 10.0.0.2 --imix --rate 100000"
+                ),
+            );
+            assert_eq!(gen["engine"], engine, "{gen}");
+            assert_all_arrived(&gen, &sink);
+        }
     }
 }
 
