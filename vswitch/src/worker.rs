@@ -11,14 +11,18 @@
 //! that serves them through a hand-off link ([`PortSlot::Remote`], see
 //! [`crate::handoff`]).
 //!
-//! Each round is timed by stage, the way OVS's `dpif-netdev/pmd-stats-show`
-//! splits a PMD thread's cycles ([`StageTimes`]): the clock is read once at
-//! each stage boundary — after each port's receive, after the pipeline,
-//! after each transmit queue, around each hand-off delivery — and the time
-//! since the previous read is charged to the stage that just ran. That is a
-//! few reads of the monotonic clock (vDSO, tens of ns) per round and per
-//! batch, never per packet. A round that found no packet is charged whole
-//! to idle, as is the time `daemon` sleeps.
+//! Rounds are timed by stage, the way OVS's `dpif-netdev/pmd-stats-show`
+//! splits a PMD thread's cycles ([`StageTimes`]): the clock is read at each
+//! stage boundary where there was work — after a burst that brought
+//! packets, after the pipeline, after each transmit queue, around each
+//! hand-off delivery — and the time since the previous read, which may be
+//! in an earlier round, is charged to the stage that just ran. An empty
+//! burst reads no clock (its time goes to whatever is charged next); a
+//! round that found nothing reads it once, at its end, and is charged to
+//! idle, as is the time `daemon` sleeps. A read of the monotonic clock
+//! costs tens of ns (vDSO; ~50 ns in a VM), so that is one read per idle
+//! round and a few per batch, never one per packet or per idle port. Every
+//! nanosecond between the first read and the last is charged once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,25 +120,20 @@ impl StageTimes {
         }
     }
 
-    /// Adds time the worker slept.
-    pub fn add_idle(&mut self, slept: Duration) {
-        self.idle_ns += nanos(slept);
-    }
-
     /// Adds a finished round that found `packets`.
     fn end_round(&mut self, round: &Round, packets: usize) {
         if packets == 0 {
             self.idle_polls += 1;
-            self.idle_ns += nanos(round.last - round.start);
-            return;
+        } else {
+            self.busy_polls += 1;
+            self.packets += packets as u64;
         }
-        self.busy_polls += 1;
-        self.packets += packets as u64;
-        let [rx, pipeline, tx, handoff] = round.ns;
+        let [rx, pipeline, tx, handoff, idle] = round.ns;
         self.rx_ns += rx;
         self.pipeline_ns += pipeline;
         self.tx_ns += tx;
         self.handoff_ns += handoff;
+        self.idle_ns += idle;
     }
 }
 
@@ -149,24 +148,19 @@ enum Stage {
     Pipeline,
     Tx,
     Handoff,
+    Idle,
 }
 
 /// The clock of one poll round.
 struct Round {
-    start: Instant,
     /// The previous clock read.
     last: Instant,
-    ns: [u64; 4],
+    ns: [u64; 5],
 }
 
 impl Round {
-    fn start() -> Self {
-        let now = Instant::now();
-        Round {
-            start: now,
-            last: now,
-            ns: [0; 4],
-        }
+    fn since(last: Instant) -> Self {
+        Round { last, ns: [0; 5] }
     }
 
     /// Charges the time since the previous read to `stage`.
@@ -196,6 +190,9 @@ pub struct Worker<P: FramePool, T: Port<P>> {
     pub port_counters: Vec<PortCounters>,
     /// Where its time went.
     pub times: StageTimes,
+    /// The last read of the clock the stages are timed with (`None`
+    /// before the first round).
+    clock: Option<Instant>,
     /// Packets other workers handed over that found no free frame here.
     pub handoff_no_frame: u64,
     inbox: Option<Inbox>,
@@ -238,6 +235,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             pipeline: Pipeline::new(snapshot, config),
             port_counters,
             times: StageTimes::default(),
+            clock: None,
             handoff_no_frame: 0,
             inbox,
             batch: Batch::new(),
@@ -260,7 +258,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
     /// One round over every port at time `now_ns`; returns the packets
     /// received (from ports and from other workers).
     pub fn poll(&mut self, now_ns: u64) -> usize {
-        let mut round = Round::start();
+        let mut round = Round::since(self.clock.unwrap_or_else(Instant::now));
         let mut received = 0;
         for idx in 0..self.ports.len() {
             let Ok(in_port) = PortId::try_from(idx) else {
@@ -270,10 +268,10 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
                 continue;
             };
             let n = port.rx_burst(&mut self.pool, &mut self.batch);
-            round.lap(Stage::Rx);
             if n == 0 {
                 continue;
             }
+            round.lap(Stage::Rx);
             received += n;
             self.times.batches[batch_bucket(n)] += 1;
             let c = &mut self.port_counters[idx];
@@ -285,8 +283,22 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             self.flush(&mut round);
         }
         received += self.deliver_handoffs(&mut round);
+        if received == 0 {
+            round.lap(Stage::Idle);
+        }
+        self.clock = Some(round.last);
         self.times.end_round(&round, received);
         received
+    }
+
+    /// Charges the time since the last round to idle: for the poll loop
+    /// to call after sleeping, so that the sleep is not charged to the
+    /// first stage of the next round.
+    pub fn account_idle(&mut self) {
+        let now = Instant::now();
+        if let Some(last) = self.clock.replace(now) {
+            self.times.idle_ns += nanos(now - last);
+        }
     }
 
     /// Hands every transmit queue to its port, or to the worker that
@@ -333,7 +345,6 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             }
             round.lap(Stage::Tx);
         });
-        round.lap(Stage::Handoff);
         self.handoff_no_frame += done.no_frame as u64;
         done.packets
     }

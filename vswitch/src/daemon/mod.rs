@@ -516,12 +516,11 @@ fn run(mut worker: XskWorker, stop: &AtomicBool) -> XskWorker {
             std::hint::spin_loop();
             continue;
         }
-        let asleep = Instant::now();
         if !sleep(&worker) {
             // poll(2) itself failing (it should not): do not spin.
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        worker.times.add_idle(asleep.elapsed());
+        worker.account_idle();
     }
     worker
 }
