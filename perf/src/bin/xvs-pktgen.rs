@@ -12,10 +12,13 @@
 //! ```
 //!
 //! `gen` sends for the given time (or count) at the given rate from the
-//! calling core and prints a JSON line with what it sent and how; `sink` counts
-//! until its time is up (or SIGINT/SIGTERM) and prints a JSON line with
-//! packets, per-flow loss and reordering, and latency percentiles.
+//! calling core and prints a JSON line with what it sent and how (with a
+//! progress bar on stderr meanwhile, if that is a terminal or --progress
+//! asks); `sink` counts until its time is up (or SIGINT/SIGTERM) and prints
+//! a JSON line with packets, per-flow loss and reordering, and latency
+//! percentiles. Stdout carries nothing but the JSON line.
 
+use std::io::{IsTerminal, Write};
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{HumanCount, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use serde_json::json;
 use xvs_hw::pktgen::{
     bucket_floor_ns, check_traffic, monotonic_ns, FlowVary, FrameKind, LiveGenerator, Sink,
@@ -122,6 +126,10 @@ struct GenArgs {
     /// CPU to send from.
     #[arg(long)]
     core: Option<usize>,
+    /// Show the progress bar on stderr even when it is not a terminal
+    /// (on a terminal it is always shown).
+    #[arg(long)]
+    progress: bool,
     /// VXLAN: outer source and destination (MACs, addresses), VNI, port.
     #[arg(long)]
     outer_src_mac: Option<String>,
@@ -257,9 +265,13 @@ fn gen(a: &GenArgs) -> Result<()> {
         )?)),
     };
     let limit = a.count.unwrap_or(u64::MAX);
+    let mut progress = Progress::start(a.progress, a.count, duration);
     let start = Instant::now();
     let mut sent = 0u64;
     while sent < limit && start.elapsed() < duration {
+        if let Some(p) = &mut progress {
+            p.update(sent, start.elapsed());
+        }
         let chunk = match rate {
             None => max_rate_chunk(sent, start.elapsed(), duration),
             Some(r) => {
@@ -279,6 +291,9 @@ fn gen(a: &GenArgs) -> Result<()> {
         sent += u64::from(chunk);
     }
     engine.finish()?;
+    if let Some(p) = progress {
+        p.finish(sent, start.elapsed());
+    }
     let secs = start.elapsed().as_secs_f64();
     let (engine_name, bind, sent) = match &engine {
         Engine::Live(g) => ("live", None, g.sent()),
@@ -315,6 +330,141 @@ fn max_rate_chunk(sent: u64, elapsed: Duration, duration: Duration) -> u64 {
     u64::try_from(chunk)
         .unwrap_or(u64::MAX)
         .clamp(1 << 12, 1 << 20)
+}
+
+/// A `gen` run's progress on stderr: a bar of the time (or, with --count,
+/// the frames) so far, the rate since the last redraw and the total sent.
+/// The send loop calls [`Progress::update`] between runs; it redraws at
+/// most every 100 ms.
+struct Progress {
+    bar: ProgressBar,
+    /// Drawn by [`AnsiStderr`], which ends the last line itself.
+    ansi: bool,
+    count: Option<u64>,
+    duration: Duration,
+    last: Instant,
+    last_sent: u64,
+}
+
+impl Progress {
+    /// A bar if stderr is a terminal or `forced`.
+    fn start(forced: bool, count: Option<u64>, duration: Duration) -> Option<Progress> {
+        let ansi = !std::io::stderr().is_terminal();
+        let target = if !ansi {
+            ProgressDrawTarget::stderr_with_hz(10)
+        } else if forced {
+            ProgressDrawTarget::term_like_with_hz(Box::new(AnsiStderr), 10)
+        } else {
+            return None;
+        };
+        let bar = ProgressBar::with_draw_target(Some(count.unwrap_or(millis(duration))), target);
+        if let Ok(style) = ProgressStyle::with_template("{spinner} [{bar:30}] {msg}") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Some(Progress {
+            bar,
+            ansi,
+            count,
+            duration,
+            last: Instant::now(),
+            last_sent: 0,
+        })
+    }
+
+    fn update(&mut self, sent: u64, elapsed: Duration) {
+        let now = Instant::now();
+        let since = now.duration_since(self.last);
+        if since < Duration::from_millis(100) {
+            return;
+        }
+        let mpps = (sent - self.last_sent) as f64 / since.as_secs_f64() / 1e6;
+        (self.last, self.last_sent) = (now, sent);
+        self.draw(sent, elapsed, mpps);
+    }
+
+    /// The last state, left on the screen.
+    fn finish(mut self, sent: u64, elapsed: Duration) {
+        let mpps = sent as f64 / elapsed.as_secs_f64().max(1e-9) / 1e6;
+        self.last_sent = sent;
+        self.draw(sent, elapsed, mpps);
+        self.bar.finish();
+        if self.ansi {
+            let _ = AnsiStderr::write("\n");
+        }
+    }
+
+    fn draw(&mut self, sent: u64, elapsed: Duration, mpps: f64) {
+        let secs = elapsed.as_secs_f64();
+        self.bar.set_message(match self.count {
+            Some(count) => format!(
+                "{} / {} sent  {mpps:.3} Mpps  {secs:.1} s",
+                HumanCount(sent),
+                HumanCount(count)
+            ),
+            None => format!(
+                "{secs:.1} / {:.1} s  {mpps:.3} Mpps  {} sent",
+                self.duration.as_secs_f64(),
+                HumanCount(sent)
+            ),
+        });
+        self.bar.set_position(match self.count {
+            Some(_) => sent,
+            None => millis(elapsed),
+        });
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Stderr that is not a terminal but asked for a bar (--progress): the
+/// escape sequences a terminal understands, for whatever shows it later.
+#[derive(Debug)]
+struct AnsiStderr;
+
+impl AnsiStderr {
+    fn write(s: &str) -> std::io::Result<()> {
+        std::io::stderr().write_all(s.as_bytes())
+    }
+
+    /// `ESC [ n c`, a cursor movement (none for 0).
+    fn cursor(n: usize, c: char) -> std::io::Result<()> {
+        match n {
+            0 => Ok(()),
+            n => Self::write(&format!("\x1b[{n}{c}")),
+        }
+    }
+}
+
+impl TermLike for AnsiStderr {
+    fn width(&self) -> u16 {
+        100
+    }
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        Self::cursor(n, 'A')
+    }
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        Self::cursor(n, 'B')
+    }
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        Self::cursor(n, 'C')
+    }
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        Self::cursor(n, 'D')
+    }
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        Self::write(&format!("{s}\n"))
+    }
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        Self::write(s)
+    }
+    fn clear_line(&self) -> std::io::Result<()> {
+        Self::write("\r\x1b[2K")
+    }
+    fn flush(&self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// A transmit engine (`--engine`).
