@@ -68,7 +68,7 @@ enum EngineKind {
     /// An AF_XDP socket on queue 0 sends frames written in userspace,
     /// zero-copy where the driver binds it so, else in copy mode. On veth
     /// (copy mode) the kernel builds an skb per frame in sendto(): expect
-    /// well under live frames' rate (here 0.65 against 2.1 Mpps).
+    /// about a quarter of live frames' rate (1 against 3.8 Mpps here).
     Afxdp,
 }
 
