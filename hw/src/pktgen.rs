@@ -192,6 +192,17 @@ pub struct LiveGenerator {
     /// What the kernel initialises its frames from (zeroes of the longest
     /// size; the program shortens them).
     frame: Vec<u8>,
+    /// Where the program is attached to stay in the dispatcher.
+    anchor: Option<i32>,
+}
+
+impl Drop for LiveGenerator {
+    fn drop(&mut self) {
+        if let Some(index) = self.anchor {
+            let _ = Xdp::new(generator_program(&mut self.object).as_fd())
+                .detach(index, XdpFlags::DRV_MODE);
+        }
+    }
 }
 
 impl LiveGenerator {
@@ -228,20 +239,39 @@ impl LiveGenerator {
             object,
             ifindex,
             frame: vec![0; max_len],
+            anchor: None,
         })
+    }
+
+    /// Keeps the generator program in the kernel's XDP dispatcher by
+    /// attaching it (native mode) to `anchor`, an interface that carries
+    /// no traffic (an idle veth pair of the caller's): a BPF_PROG_RUN of
+    /// many frames then no longer adds it to the dispatcher and takes it
+    /// out again, which costs two RCU grace periods (some 15 ms on a small
+    /// VM) per run. With it, runs of any length are cheap and a paced rate
+    /// goes out smoothly. Detached when the generator is dropped.
+    pub fn anchor(&mut self, anchor: &str) -> Result<(), PktgenError> {
+        let index = ifindex(anchor).ok_or_else(|| PktgenError::NoInterface(anchor.into()))?;
+        Xdp::new(generator_program(&mut self.object).as_fd())
+            .attach(index, XdpFlags::DRV_MODE)
+            .map_err(|source| PktgenError::Attach {
+                ifname: anchor.into(),
+                source,
+            })?;
+        self.anchor = Some(index);
+        Ok(())
     }
 
     /// Sends `count` frames on the calling thread's CPU; returns once they
     /// are handed to the device.
     ///
-    /// A BPF_PROG_RUN that repeats the program costs two RCU grace
-    /// periods on top of the frames (the kernel adds the program to the
-    /// XDP dispatcher for the run and takes it out again: some 15 ms on a
-    /// small VM), a run of one frame does not. So a few frames go as runs
-    /// of one (a low paced rate, sent smoothly), many as one run (full
-    /// speed, or a higher paced rate, which then comes in bursts).
+    /// Without an [anchor](Self::anchor), a run of many frames costs some
+    /// 15 ms on top of the frames and a run of one does not, so a few
+    /// frames go as runs of one (a low paced rate, sent smoothly), many as
+    /// one run (a higher paced rate then comes in bursts). Anchored, every
+    /// call is one run.
     pub fn send(&mut self, count: u32) -> Result<(), PktgenError> {
-        if count < SINGLE_RUNS {
+        if count < SINGLE_RUNS && self.anchor.is_none() {
             (0..count).try_for_each(|_| self.run(1))
         } else {
             self.run(count)
