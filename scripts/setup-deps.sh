@@ -12,10 +12,17 @@ set -euo pipefail
 # end-to-end tests, ethtool to turn off checksum offload on veths whose
 # frames cross AF_XDP (a frame with a partial checksum would leave the
 # switch unfinished), iperf3 as the TCP/UDP peer.
+# The benchmark runner (xvs-bench) draws its plots with the DejaVu font.
 PACKAGES=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4
-  iproute2 ethtool iperf3
+  iproute2 ethtool iperf3 fonts-dejavu-core
 )
+# `setup-deps.sh perf` (make perf) adds the peers xvs-bench measures xvsd
+# against: nftables (kube-proxy-style DNAT), DPDK testpmd with its AF_XDP
+# driver, Open vSwitch built with DPDK, and perf for cycles per packet.
+if [ "${1:-}" = perf ]; then
+  PACKAGES+=(nftables dpdk librte-net-af-xdp23 openvswitch-switch-dpdk linux-perf)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,484 @@
+//! The devices under test: how each is set up in the DUT namespace, what
+//! traffic it is offered, and how it is stopped and its counters read.
+//!
+//! Every DUT forwards gen0 → sink0 on one core (`dut_core`). Where the
+//! kernel's share of the work lands differs, and the report says so:
+//!
+//! * Kernel DUTs (bridge, routing, nftables DNAT): the generator's frames
+//!   arrive through gen0's NAPI, which by default would run in the
+//!   generator's own system call, on the generator's core, and slow the
+//!   generator down to the DUT's pace (no queue, so no loss to measure).
+//!   The runner makes gen0's NAPI a kernel thread pinned to the DUT core,
+//!   so the whole forwarding path runs there.
+//! * AF_XDP DUTs (xvsd, testpmd, OVS): gen0's receive (the XDP program
+//!   and the copy into the socket's UMEM, veth has no zero-copy) runs in
+//!   the same NAPI; with `rx_napi_on_dut_core` it is pinned to the DUT
+//!   core too, sharing it with the DUT's poll thread, else it stays on the
+//!   generator's core as a NIC's receive interrupt would stay on its own.
+//! * Transmit to the sink (veth `sendto()` or `ndo_start_xmit`, the sink's
+//!   XDP program) always runs on the DUT core.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::sh::{quietly, run, run_in};
+use super::topology::{Topology, DUT_IN, DUT_NS, DUT_OUT, GEN_MAC, GEN_NS, SINK_MAC, SINK_NS};
+use super::BenchError;
+use xvs_control::state::DEFAULT_GATEWAY_MAC;
+
+/// A device under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DutKind {
+    /// xvsd, gen0 and sink0 bridged ports of one L2 domain.
+    XvsdL2,
+    /// xvsd, gen0 and sink0 pod ports: routed, TTL and MACs rewritten.
+    XvsdL3,
+    /// xvsd, gen0 a pod port, sink0 the uplink: VXLAN encapsulation to a
+    /// remote node's pod.
+    XvsdVxlan,
+    /// The Linux bridge.
+    LinuxBridge,
+    /// Linux IPv4 forwarding.
+    LinuxRouting,
+    /// Linux forwarding with kube-proxy's nftables-mode DNAT of a service
+    /// IP (conntrack on).
+    NftDnat,
+    /// DPDK testpmd io-forwarding between two net_af_xdp ports: the AF_XDP
+    /// I/O ceiling, no work done on the packets.
+    Testpmd,
+    /// Open vSwitch's userspace datapath, a port-to-port flow.
+    Ovs,
+}
+
+impl DutKind {
+    pub const ALL: [DutKind; 8] = [
+        DutKind::XvsdL2,
+        DutKind::XvsdL3,
+        DutKind::XvsdVxlan,
+        DutKind::LinuxBridge,
+        DutKind::LinuxRouting,
+        DutKind::NftDnat,
+        DutKind::Testpmd,
+        DutKind::Ovs,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DutKind::XvsdL2 => "xvsd-l2",
+            DutKind::XvsdL3 => "xvsd-l3",
+            DutKind::XvsdVxlan => "xvsd-vxlan",
+            DutKind::LinuxBridge => "linux-bridge",
+            DutKind::LinuxRouting => "linux-routing",
+            DutKind::NftDnat => "nft-dnat",
+            DutKind::Testpmd => "testpmd",
+            DutKind::Ovs => "ovs",
+        }
+    }
+
+    fn is_kernel(self) -> bool {
+        matches!(
+            self,
+            DutKind::LinuxBridge | DutKind::LinuxRouting | DutKind::NftDnat
+        )
+    }
+
+    pub fn is_xvsd(self) -> bool {
+        matches!(self, DutKind::XvsdL2 | DutKind::XvsdL3 | DutKind::XvsdVxlan)
+    }
+}
+
+/// What the generator sends for a DUT, and how the sink reads it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Traffic {
+    pub dst_mac: String,
+    pub src_ip: &'static str,
+    pub dst_ip: &'static str,
+    pub dst_port: u16,
+    /// What varies past 16384 flows: "src-ip", or "dst-port" where the
+    /// source address must stay a pod's own (xvsd's anti-spoofing).
+    pub vary: &'static str,
+    /// The sink looks for the stamp inside VXLAN to this port.
+    pub sink_vxlan_port: Option<u16>,
+}
+
+/// Addresses: an L2 subnet for the bridges, pods for the routers.
+const L2_GEN_IP: &str = "10.99.0.1";
+const L2_SINK_IP: &str = "10.99.0.2";
+const POD_GEN_IP: &str = "10.244.1.10";
+const POD_SINK_IP: &str = "10.244.1.20";
+const REMOTE_POD_IP: &str = "10.244.2.20";
+const SERVICE_IP: &str = "10.96.0.10";
+
+/// A DUT that is running.
+pub struct RunningDut {
+    pub kind: DutKind,
+    pub traffic: Traffic,
+    /// The DUT's process (xvsd, or the peer's script); none for the kernel.
+    child: Option<Child>,
+    /// Its stdout or stderr lines.
+    lines: Option<mpsc::Receiver<String>>,
+    /// Where xvsd writes its report at shutdown.
+    report: Option<PathBuf>,
+}
+
+/// Where the runner finds its binaries and scripts.
+pub struct Tools {
+    pub bin_dir: PathBuf,
+    pub scripts: PathBuf,
+    pub work_dir: PathBuf,
+}
+
+impl RunningDut {
+    /// Sets `kind` up on `topology` with its work on `dut_core`.
+    pub fn start(
+        kind: DutKind,
+        topology: &Topology,
+        dut_core: usize,
+        rx_napi_on_dut_core: bool,
+        tools: &Tools,
+    ) -> Result<RunningDut, BenchError> {
+        let l2 = Traffic {
+            dst_mac: SINK_MAC.into(),
+            src_ip: L2_GEN_IP,
+            dst_ip: L2_SINK_IP,
+            dst_port: 5001,
+            vary: "src-ip",
+            sink_vxlan_port: None,
+        };
+        let routed = |dst_mac: &str| Traffic {
+            dst_mac: dst_mac.into(),
+            src_ip: POD_GEN_IP,
+            dst_ip: POD_SINK_IP,
+            dst_port: 5001,
+            vary: "dst-port",
+            sink_vxlan_port: None,
+        };
+        let gateway = DEFAULT_GATEWAY_MAC.to_string();
+        let mut dut = RunningDut {
+            kind,
+            traffic: l2.clone(),
+            child: None,
+            lines: None,
+            report: None,
+        };
+        match kind {
+            DutKind::XvsdL2 | DutKind::LinuxBridge => {
+                for (ns, ip) in [(GEN_NS, L2_GEN_IP), (SINK_NS, L2_SINK_IP)] {
+                    run(&format!("ip -n {ns} addr add {ip}/24 dev eth0"))?;
+                }
+                if kind == DutKind::LinuxBridge {
+                    run_in(
+                        DUT_NS,
+                        &[
+                            "ip link add br0 type bridge",
+                            &format!("ip link set {DUT_IN} master br0"),
+                            &format!("ip link set {DUT_OUT} master br0"),
+                            "ip link set br0 up",
+                        ],
+                    )?;
+                } else {
+                    dut.start_xvsd(
+                        &[
+                            "--bridged".into(),
+                            DUT_IN.into(),
+                            "--bridged".into(),
+                            DUT_OUT.into(),
+                        ],
+                        dut_core,
+                        tools,
+                    )?;
+                }
+            }
+            DutKind::XvsdL3 => {
+                dut.traffic = routed(&gateway);
+                dut.start_xvsd(
+                    &[
+                        "--pod".into(),
+                        format!("{DUT_IN},{POD_GEN_IP},{GEN_MAC}"),
+                        "--pod".into(),
+                        format!("{DUT_OUT},{POD_SINK_IP},{SINK_MAC}"),
+                    ],
+                    dut_core,
+                    tools,
+                )?;
+            }
+            DutKind::XvsdVxlan => {
+                dut.traffic = Traffic {
+                    dst_ip: REMOTE_POD_IP,
+                    sink_vxlan_port: Some(4789),
+                    ..routed(&gateway)
+                };
+                dut.start_xvsd(
+                    &[
+                        "--pod".into(),
+                        format!("{DUT_IN},{POD_GEN_IP},{GEN_MAC}"),
+                        "--uplink".into(),
+                        DUT_OUT.into(),
+                        "--vni".into(),
+                        "1".into(),
+                        "--remote".into(),
+                        format!("node2,10.244.2.0/24,192.168.50.2,{SINK_MAC},{SINK_MAC}"),
+                    ],
+                    dut_core,
+                    tools,
+                )?;
+            }
+            DutKind::LinuxRouting | DutKind::NftDnat => {
+                dut.traffic = routed(&topology.dut_in_mac);
+                run_in(
+                    DUT_NS,
+                    &[
+                        "sysctl -qw net.ipv4.ip_forward=1",
+                        "sysctl -qw net.ipv4.conf.all.rp_filter=0",
+                        &format!("sysctl -qw net.ipv4.conf.{DUT_IN}.rp_filter=0"),
+                        &format!("ip route add {POD_GEN_IP}/32 dev {DUT_IN}"),
+                        &format!("ip route add {POD_SINK_IP}/32 dev {DUT_OUT}"),
+                        &format!(
+                            "ip neigh replace {POD_SINK_IP} lladdr {SINK_MAC} dev {DUT_OUT} nud permanent"
+                        ),
+                    ],
+                )?;
+                if kind == DutKind::NftDnat {
+                    // The source address varies with the flows; the
+                    // service's address and port must not.
+                    dut.traffic.dst_ip = SERVICE_IP;
+                    dut.traffic.dst_port = 80;
+                    dut.traffic.vary = "src-ip";
+                    let rules = tools.work_dir.join("kube-proxy.nft");
+                    std::fs::write(&rules, KUBE_PROXY_NFT)?;
+                    run_in(DUT_NS, &[&format!("nft -f {}", rules.display())])?;
+                }
+            }
+            DutKind::Testpmd | DutKind::Ovs => {
+                let script = tools.scripts.join(format!("perf-dut-{}.sh", kind.name()));
+                dut.spawn_ready(
+                    Command::new(&script).args([DUT_NS, DUT_IN, DUT_OUT, &dut_core.to_string()]),
+                    "READY",
+                    true,
+                )?;
+            }
+        }
+        if kind.is_kernel() {
+            // A kernel DUT needs NAPI on gen0 for the generator's XDP_TX to
+            // land at all; GRO turns it on.
+            run_in(DUT_NS, &[&format!("ethtool -K {DUT_IN} gro on")])?;
+        }
+        if kind.is_kernel() || rx_napi_on_dut_core {
+            pin_napi_thread(DUT_IN, dut_core)?;
+        }
+        if matches!(kind, DutKind::XvsdL2 | DutKind::LinuxBridge) {
+            // Teach the bridge where the sink is, as any sender would.
+            run_in(SINK_NS, &[&format!("ping -c 1 -W 2 {L2_GEN_IP}")])?;
+        }
+        Ok(dut)
+    }
+
+    fn start_xvsd(
+        &mut self,
+        ports: &[String],
+        dut_core: usize,
+        tools: &Tools,
+    ) -> Result<(), BenchError> {
+        let report = tools.work_dir.join("xvsd-report.json");
+        let _ = std::fs::remove_file(&report);
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", DUT_NS])
+            .arg(tools.bin_dir.join("xvsd"))
+            .args(["--node-ip", "192.168.50.1", "--pod-cidr", "10.244.1.0/24"])
+            .args(["--cores", &dut_core.to_string()])
+            .arg("--report-json")
+            .arg(&report)
+            .args(ports)
+            .env("RUST_LOG", "info");
+        self.spawn_ready(&mut cmd, "ready:", false)?;
+        self.report = Some(report);
+        Ok(())
+    }
+
+    /// Starts `cmd` and waits for a line containing `ready` on its stdout
+    /// (or stderr).
+    fn spawn_ready(
+        &mut self,
+        cmd: &mut Command,
+        ready: &str,
+        stdout: bool,
+    ) -> Result<(), BenchError> {
+        let (out, err) = if stdout {
+            (Stdio::piped(), Stdio::inherit())
+        } else {
+            (Stdio::null(), Stdio::piped())
+        };
+        let mut child = cmd.stdin(Stdio::null()).stdout(out).stderr(err).spawn()?;
+        let stream: Box<dyn std::io::Read + Send> = match (child.stdout.take(), child.stderr.take())
+        {
+            (Some(o), _) => Box::new(o),
+            (_, Some(e)) => Box::new(e),
+            _ => unreachable!("one stream is piped"),
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        self.child = Some(child);
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(ready) => break,
+                Ok(line) => seen.push(line),
+                Err(_) => {
+                    return Err(BenchError::Dut(format!(
+                        "{} did not get ready: {}",
+                        self.kind.name(),
+                        seen.join("\n")
+                    )))
+                }
+            }
+        }
+        self.lines = Some(rx);
+        Ok(())
+    }
+
+    /// The thread id of xvsd's worker (for `perf stat -t`).
+    pub fn worker_tid(&self) -> Option<u32> {
+        let pid = self.child.as_ref()?.id();
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        tasks.filter_map(Result::ok).find_map(|t| {
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim() == "xvs-worker-0")
+                .then(|| t.file_name().to_str()?.parse().ok())
+                .flatten()
+        })
+    }
+
+    /// Stops the DUT; what it reported about itself (xvsd's report, a
+    /// peer's STATS line), if anything.
+    pub fn stop(mut self) -> Result<Option<serde_json::Value>, BenchError> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        quietly(&format!("kill -TERM {}", child.id()));
+        let mut waited = 0;
+        while child.try_wait()?.is_none() {
+            if waited == 200 {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(BenchError::Dut(format!(
+                    "{} did not stop in 20 s; killed",
+                    self.kind.name()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            waited += 1;
+        }
+        if let Some(path) = self.report.take() {
+            let text = std::fs::read_to_string(&path)?;
+            return Ok(Some(serde_json::from_str(&text)?));
+        }
+        let stats = self.lines.take().and_then(|rx| {
+            rx.try_iter()
+                .find_map(|l| l.strip_prefix("STATS ").map(str::to_string))
+        });
+        Ok(stats.and_then(|s| serde_json::from_str(&s).ok()))
+    }
+}
+
+impl Drop for RunningDut {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `dev`'s NAPI (in the DUT namespace) as a kernel thread on `core`.
+fn pin_napi_thread(dev: &str, core: usize) -> Result<(), BenchError> {
+    run_in(
+        DUT_NS,
+        &[&format!("sh -c 'echo 1 > /sys/class/net/{dev}/threaded'")],
+    )?;
+    let ps = run("ps -eo pid=,comm=")?;
+    let pids: Vec<&str> = ps
+        .lines()
+        .filter_map(|l| {
+            let (pid, comm) = l.trim().split_once(' ')?;
+            comm.trim()
+                .starts_with(&format!("napi/{dev}-"))
+                .then_some(pid)
+        })
+        .collect();
+    if pids.is_empty() {
+        return Err(BenchError::Dut(format!("no NAPI thread for {dev}")));
+    }
+    for pid in pids {
+        run(&format!("taskset -pc {core} {pid} >/dev/null"))?;
+    }
+    Ok(())
+}
+
+/// Where the runner's own scripts are: next to the workspace's target dir.
+pub fn scripts_dir(bin_dir: &Path) -> PathBuf {
+    bin_dir
+        .ancestors()
+        .find(|d| d.join("scripts").is_dir())
+        .map_or_else(|| PathBuf::from("scripts"), |d| d.join("scripts"))
+}
+
+/// kube-proxy's nftables mode for one ClusterIP service with one endpoint,
+/// as it writes it (pkg/proxy/nftables: the service-ips verdict map, a
+/// service chain picking an endpoint with numgen, the endpoint chain doing
+/// the DNAT, masquerade marking, and the filter chains conntrack needs).
+const KUBE_PROXY_NFT: &str = r#"
+table ip kube-proxy {
+    comment "rules for kube-proxy"
+    chain mark-for-masquerade {
+        mark set mark or 0x4000
+    }
+    chain masquerading {
+        mark and 0x4000 == 0 return
+        mark set mark xor 0x4000
+        masquerade fully-random
+    }
+    chain services {
+        ip daddr . meta l4proto . th dport vmap @service-ips
+    }
+    chain service-ULMVA6XW-default/bench/udp/p80 {
+        ip daddr 10.96.0.10 udp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
+        numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-default/bench/udp/p80__10.244.1.20/5001 }
+    }
+    chain endpoint-5OJB2KTY-default/bench/udp/p80__10.244.1.20/5001 {
+        ip saddr 10.244.1.20 jump mark-for-masquerade
+        meta l4proto udp dnat to 10.244.1.20:5001
+    }
+    map service-ips {
+        type ipv4_addr . inet_proto . inet_service : verdict
+        elements = { 10.96.0.10 . udp . 80 : goto service-ULMVA6XW-default/bench/udp/p80 }
+    }
+    chain nat-prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        jump services
+    }
+    chain nat-output {
+        type nat hook output priority dstnat; policy accept;
+        jump services
+    }
+    chain nat-postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        jump masquerading
+    }
+    chain filter-forward {
+        type filter hook forward priority filter; policy accept;
+        ct state invalid drop
+    }
+}
+"#;
