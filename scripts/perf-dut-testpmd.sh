@@ -1,0 +1,340 @@
+#!/usr/bin/env bash
+# DPDK testpmd as a peer device-under-test for the packet-rate benchmark
+# runner: L2 io forwarding between two AF_XDP ports, nothing rewritten.
+#
+#   usage: scripts/perf-dut-testpmd.sh NETNS IN_IF OUT_IF CORE
+#   e.g.   scripts/perf-dut-testpmd.sh xb-dut gen0 sink0 1
+#
+# Runs in the foreground. Sets up, starts testpmd inside NETNS, prints the
+# single line `READY` on stdout once it forwards, then waits. On SIGTERM or
+# SIGINT it stops forwarding, prints one line `STATS {json}` on stdout,
+# removes what it created and exits 0. Nothing else goes to stdout: progress
+# and errors go to stderr, testpmd's own output to the log file below.
+# Errors: a message on stderr and exit 1 (bad usage or setup: 2). Every wait
+# is bounded (30 s for readiness, 20 s for the shutdown, then SIGKILL).
+#
+# What runs (Debian 12 packages dpdk + librte-net-af-xdp23, DPDK 22.11):
+#   ip netns exec NETNS dpdk-testpmd --lcores 0@MAIN,1@CORE --main-lcore 0 \
+#       --no-pci --in-memory --file-prefix perf-dut-testpmd-<pid> \
+#       --vdev net_af_xdp0,iface=IN_IF --vdev net_af_xdp1,iface=OUT_IF \
+#       -- -i --auto-start --forward-mode=io --nb-cores=1 --total-num-mbufs=32768
+# Port 0 is IN_IF, port 1 is OUT_IF; one forwarding lcore (lcore 1, pinned to
+# CPU CORE) polls both ports: IN_IF -> OUT_IF and OUT_IF -> IN_IF, 32-packet
+# bursts, frames untouched (testpmd's io mode).
+#
+# CPUs. The forwarding lcore is the only busy thread and is pinned to CORE.
+# The main lcore (lcore 0) runs testpmd's command line and sleeps in read()
+# on a fifo for the whole run; it is pinned to MAIN = the first other CPU this
+# process may use (on the 2-CPU VM: the generator's CPU, where it costs
+# nothing while it sleeps), or $PERF_DUT_MAIN_CORE, or CORE itself if there is
+# no other CPU. DPDK pins its control threads (eal-intr-thread, telemetry) to
+# the CPUs of the process's affinity that are not lcores, and to the main
+# lcore's CPU if there are none (the 2-CPU case): they are idle too.
+# Note that on a veth the receive side's XDP program and the AF_XDP copy into
+# testpmd's buffers run in the softirq of whoever pushed the frame (the
+# generator's CPU, unless the PMD's busy polling on CORE takes the NAPI
+# over), and the transmit side's copy runs on CORE in testpmd's sendto().
+#
+# Why the odd options, on this machine:
+#   --in-memory         no /var/run/dpdk files, no shared config, and no
+#                       hugetlbfs mount needed (EAL gets its hugepages through
+#                       memfd; this VM has none mounted): nothing to clean up
+#                       if testpmd is killed. --file-prefix is unique anyway.
+#   hugepages           2 MiB pages: if fewer than 128 are free the script
+#                       raises vm nr_hugepages to 512 (or more) and leaves
+#                       them reserved at exit.
+#   --total-num-mbufs   testpmd would size its pool from the PMD's limits
+#                       (155456 mbufs, ~340 MB); 32768 mbufs (~72 MB) are
+#                       plenty for 2 ports x 2048-descriptor rings.
+#   LIBXDP_SKIP_DISPATCHER=1  DPDK 22.11's af_xdp PMD links libxdp (1.3.1
+#                       here), whose xsk code attaches its default redirect
+#                       program (xsk_def_prog) through libxdp's multi-program
+#                       dispatcher when a bpffs is mounted. This kernel
+#                       refuses the dispatcher (loading xdp-dispatcher.o
+#                       fails: "Operation not permitted"); libxdp then falls
+#                       back to attaching the program directly, and without
+#                       a bpffs (none here) it does so at once. The variable
+#                       makes the direct attach (native XDP on a veth) the
+#                       only path, wherever bpffs is. The PMD detaches the
+#                       program when a port closes; the script checks and
+#                       removes anything left over.
+#   no devargs          veth has no zero-copy AF_XDP: the kernel picks copy
+#                       mode by itself (force_copy=1 changes nothing). The
+#                       PMD's default busy polling (busy_budget=64,
+#                       SO_PREFER_BUSY_POLL) is kept. Extra devargs for both
+#                       ports can be given in $PERF_DUT_DEVARGS (e.g.
+#                       "busy_budget=0"), e.g. to compare.
+#   stdbuf -oL         testpmd's messages reach the log line by line (they
+#                       tell readiness and carry the statistics).
+#   setsid, stdin fifo  testpmd runs interactively (-i) reading commands from
+#                       a fifo, in its own session so a terminal's Ctrl-C
+#                       reaches only this script, which then sends `stop`,
+#                       `show port stats all` and `quit`. If this script is
+#                       killed outright, the fifo's writer goes away and
+#                       testpmd quits on end of input: nothing lingers.
+#
+# STATS: from testpmd's `show port stats all` (port counters since start)
+# and the forward statistics printed by `stop`:
+#   in_rx, in_rx_missed, in_rx_errors, in_rx_nombuf, in_tx   port 0 (IN_IF)
+#   out_rx, out_tx, out_tx_errors                            port 1 (OUT_IF)
+#   fwd_out_tx_dropped  frames the io engine read but port 1 would not take
+#   drops               in_rx_missed + in_rx_errors + in_rx_nombuf
+#                       + out_tx_errors + fwd_out_tx_dropped
+#   kernel              deltas from READY to stop of the kernel's counters:
+#                       in_xdp_packets, in_xdp_redirect (to the AF_XDP
+#                       socket), in_drops (redirects that failed: the
+#                       socket's rx ring was full; the same frames as
+#                       in_rx_missed, which the PMD reads from the socket) from
+#                       `ethtool -S IN_IF`; out_tx_packets, out_tx_dropped
+#                       from OUT_IF's sysfs statistics.
+# Counters DPDK cannot read are left out (best effort).
+#
+# Signals: the trap is set first thing. From there until the stop the
+# script runs no command substitution $(...): bash 5.2.15 (Debian 12) can
+# drop a trap that fires while it expands one ("trap: line 2: unexpected EOF
+# while looking for matching `)'"), and a lost SIGTERM would hang the run.
+#
+# Files: a private run directory /tmp/perf-dut-testpmd.XXXXXX (fifo),
+# removed at exit; testpmd's log /tmp/perf-dut-testpmd-NETNS.log (kept,
+# overwritten by the next run; $PERF_DUT_LOG to choose another).
+set -u -o pipefail
+
+NAME=perf-dut-testpmd
+stop_requested=
+trap 'stop_requested=1' TERM INT
+
+note() { echo "$NAME: $*" >&2; }
+die() {
+  local code=$1
+  shift
+  echo "$NAME: error: $*" >&2
+  cleanup
+  exit "$code"
+}
+
+if [ $# -ne 4 ]; then
+  echo "usage: $0 NETNS IN_IF OUT_IF CORE" >&2
+  exit 2
+fi
+NETNS=$1 IN_IF=$2 OUT_IF=$3 CORE=$4
+TESTPMD=${PERF_DUT_TESTPMD:-/usr/bin/dpdk-testpmd}
+LOG=${PERF_DUT_LOG:-/tmp/$NAME-$NETNS.log}
+READY_TIMEOUT=30
+STOP_TIMEOUT=20
+NEED_PAGES=128
+WANT_PAGES=512
+HP=/sys/kernel/mm/hugepages/hugepages-2048kB
+
+RUN_DIR=
+PID=
+CREATED_XDP=
+
+# testpmd is running (not gone, not a zombie waiting for us to reap it).
+# No $(...) here (see Signals above): `read` splits /proc/PID/stat, whose
+# comm field has no spaces for the programs started here.
+alive() {
+  local _pid _comm state
+  [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null &&
+    read -r _pid _comm state _ <"/proc/$PID/stat" 2>/dev/null && [ "$state" != Z ]
+}
+
+cleanup() {
+  trap '' TERM INT # bounded from here on; do not die half-way
+  exec 3>&- # end of input: testpmd quits by itself once at its prompt
+  for _ in {1..50}; do alive || break; sleep 0.1; done
+  if alive; then
+    kill -TERM "$PID" 2>/dev/null
+    for _ in {1..50}; do alive || break; sleep 0.1; done
+    if alive; then
+      note "testpmd (pid $PID) ignores SIGTERM: SIGKILL"
+      kill -KILL "$PID" 2>/dev/null
+    fi
+  fi
+  [ -n "$PID" ] && { wait "$PID"; } 2>/dev/null
+  PID=
+  # The PMD detaches its program when a port closes; one left by a killed
+  # testpmd would block the next run (the interfaces had none before us).
+  if [ -n "$CREATED_XDP" ]; then
+    local ifc
+    for ifc in "$IN_IF" "$OUT_IF"; do
+      if ip -n "$NETNS" link show dev "$ifc" 2>/dev/null | grep -q 'prog/xdp'; then
+        note "removing the XDP program left on $NETNS:$ifc"
+        ip -n "$NETNS" link set dev "$ifc" xdp off 2>/dev/null ||
+          ip -n "$NETNS" link set dev "$ifc" xdpgeneric off 2>/dev/null ||
+          note "WARNING: could not detach XDP from $NETNS:$ifc"
+      fi
+    done
+  fi
+  [ -n "$RUN_DIR" ] && rm -rf "$RUN_DIR"
+  RUN_DIR=
+}
+
+# Kernel counters of the two interfaces, as "key value" lines.
+kernel_counters() {
+  ip netns exec "$NETNS" sh -c '
+    ethtool -S "$1" 2>/dev/null | awk -F: "
+      /rx_queue_[0-9]+_xdp_packets:/ {p += \$2}
+      /rx_queue_[0-9]+_xdp_redirect:/ {r += \$2}
+      /rx_queue_[0-9]+_drops:/ {d += \$2}
+      END {if (NR > 1) printf \"in_xdp_packets %d\nin_xdp_redirect %d\nin_drops %d\n\", p, r, d}"
+    for f in tx_packets tx_dropped; do
+      v=$(cat "/sys/class/net/$2/statistics/$f" 2>/dev/null) && echo "out_$f $v"
+    done' sh "$IN_IF" "$OUT_IF" 2>/dev/null
+}
+
+# --- checks ------------------------------------------------------------------
+[ "$EUID" = 0 ] || die 2 "must run as root (netns, hugepages, XDP)"
+[ -x "$TESTPMD" ] || die 2 "$TESTPMD not found (apt-get install dpdk librte-net-af-xdp23)"
+compgen -G '/usr/lib/*/dpdk/pmds-*/librte_net_af_xdp.so*' >/dev/null ||
+  die 2 "DPDK's af_xdp PMD is missing (apt-get install librte-net-af-xdp23)"
+[[ $CORE =~ ^[0-9]+$ ]] || die 2 "CORE must be a CPU number, not '$CORE'"
+taskset -c "$CORE" true 2>/dev/null || die 2 "CPU $CORE is not usable (offline or outside this process's affinity)"
+ip netns exec "$NETNS" true 2>/dev/null || die 2 "network namespace $NETNS does not exist"
+[ "$IN_IF" != "$OUT_IF" ] || die 2 "IN_IF and OUT_IF must differ"
+for ifc in "$IN_IF" "$OUT_IF"; do
+  ip -n "$NETNS" link show dev "$ifc" >/dev/null 2>&1 || die 2 "no interface $ifc in $NETNS"
+  ! ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp' ||
+    die 2 "$NETNS:$ifc already has an XDP program attached (left by an earlier run?); detach it with: ip -n $NETNS link set dev $ifc xdp off"
+done
+
+# The main lcore's CPU: the first other CPU we may use, else CORE.
+MAIN=${PERF_DUT_MAIN_CORE:-}
+if [ -z "$MAIN" ]; then
+  MAIN=$CORE
+  allowed=
+  while read -r key value; do
+    [ "$key" = Cpus_allowed_list: ] && allowed=$value
+  done </proc/self/status
+  IFS=, read -r -a ranges <<<"$allowed"
+  for r in "${ranges[@]}"; do
+    lo=${r%-*} hi=${r#*-}
+    for ((c = lo; c <= hi; c++)); do
+      if [ "$c" != "$CORE" ]; then MAIN=$c; break 2; fi
+    done
+  done
+fi
+[[ $MAIN =~ ^[0-9]+$ ]] || die 2 "PERF_DUT_MAIN_CORE must be a CPU number, not '$MAIN'"
+
+# --- hugepages -----------------------------------------------------------------
+[ -d "$HP" ] || die 2 "the kernel has no 2 MiB hugepages ($HP missing)"
+read -r free_pages <"$HP/free_hugepages"
+if ((free_pages < NEED_PAGES)); then
+  read -r total <"$HP/nr_hugepages"
+  target=$((total + NEED_PAGES - free_pages))
+  ((target < WANT_PAGES)) && target=$WANT_PAGES
+  note "only $free_pages free 2 MiB hugepages: raising nr_hugepages from $total to $target (left reserved)"
+  echo "$target" >"$HP/nr_hugepages" 2>/dev/null || die 2 "cannot write $HP/nr_hugepages"
+  read -r free_pages <"$HP/free_hugepages"
+  ((free_pages >= NEED_PAGES)) ||
+    die 2 "only $free_pages free 2 MiB hugepages after asking for $target (need $NEED_PAGES)"
+fi
+[ -z "$stop_requested" ] || die 1 "stopped by a signal during setup"
+
+# --- start testpmd ---------------------------------------------------------------
+RUN_DIR=/tmp/$NAME.$$.$RANDOM
+mkdir -m 700 "$RUN_DIR" || { RUN_DIR= && die 1 "cannot create a run directory under /tmp"; }
+FIFO=$RUN_DIR/cmd
+mkfifo "$FIFO" || die 1 "cannot create $FIFO"
+: >"$LOG" || die 2 "cannot write the log $LOG"
+note "log: $LOG; forwarding lcore on CPU $CORE, main lcore on CPU $MAIN"
+
+EXTRA=${PERF_DUT_DEVARGS:+,$PERF_DUT_DEVARGS}
+CMD=(ip netns exec "$NETNS" "$TESTPMD"
+  --lcores "0@$MAIN,1@$CORE" --main-lcore 0
+  --no-pci --in-memory --file-prefix "$NAME-$$"
+  --log-level pmd.net.af_xdp:info
+  --vdev "net_af_xdp0,iface=$IN_IF$EXTRA" --vdev "net_af_xdp1,iface=$OUT_IF$EXTRA"
+  -- -i --auto-start --forward-mode=io --nb-cores=1 --total-num-mbufs=32768)
+echo "# ${CMD[*]}" >>"$LOG"
+CREATED_XDP=1
+# setsid does not fork here (a background child of a script is no group
+# leader), so $! is testpmd's pid (stdbuf and ip netns exec exec it too).
+# stdbuf -oL: testpmd's stdout is a file, which stdio would buffer by 4 KiB,
+# and we read it for readiness and statistics.
+LIBXDP_SKIP_DISPATCHER=1 setsid stdbuf -oL "${CMD[@]}" <"$FIFO" >>"$LOG" 2>&1 &
+PID=$!
+# Read-write so that the open never blocks; testpmd's stdin is read-only, so
+# it sees end of input once this script's descriptor is gone.
+exec 3<>"$FIFO" || die 1 "cannot open $FIFO"
+
+deadline=$((SECONDS + READY_TIMEOUT))
+ready=
+while ((SECONDS < deadline)); do
+  [ -z "$stop_requested" ] || die 1 "stopped by a signal before testpmd was ready"
+  alive || break
+  grep -qE 'No probed ethernet devices|failed to initialize' "$LOG" && break
+  if grep -q '^Start automatic packet forwarding' "$LOG" &&
+    grep -q 'forwards packets on' "$LOG" &&
+    ip -n "$NETNS" link show dev "$IN_IF" | grep -q 'prog/xdp' &&
+    ip -n "$NETNS" link show dev "$OUT_IF" | grep -q 'prog/xdp'; then
+    ready=1
+    break
+  fi
+  sleep 0.2
+done
+if [ -z "$ready" ]; then
+  if ! alive; then
+    why="testpmd exited"
+  elif grep -qE 'No probed ethernet devices|failed to initialize' "$LOG"; then
+    why="testpmd could not set up the AF_XDP ports"
+  else
+    why="not forwarding after ${READY_TIMEOUT} s"
+  fi
+  tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+  die 1 "$why (log above, full log in $LOG)"
+fi
+grep -qx dpdk-testpmd "/proc/$PID/comm" 2>/dev/null ||
+  note "WARNING: pid $PID is not dpdk-testpmd (setsid forked?): stopping may leave it running"
+awk '/^Name:/ {n = $2} /^Cpus_allowed_list:/ {print "# thread " n " on CPUs " $2}' \
+  /proc/"$PID"/task/*/status >>"$LOG" 2>/dev/null
+kernel_counters >"$RUN_DIR/k0"
+echo READY
+
+# --- wait ------------------------------------------------------------------------
+while [ -z "$stop_requested" ]; do
+  if ! alive; then
+    tail -n 25 "$LOG" | sed 's/^/  | /' >&2
+    die 1 "testpmd exited on its own (log above, full log in $LOG)"
+  fi
+  wait "$PID" 2>/dev/null # returns early when a trapped signal arrives
+done
+
+# --- stop, collect, clean up ---------------------------------------------------------
+trap '' TERM INT
+kernel_counters >"$RUN_DIR/k1"
+# stop first (forward statistics, and the port counters are then final).
+printf 'stop\nshow port stats all\nquit\n' >&3 2>/dev/null
+exec 3>&-
+for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
+  alive || break
+  sleep 0.1
+done
+alive && note "testpmd did not quit within ${STOP_TIMEOUT} s"
+
+STATS=$(awk '
+  function num(s) { return s + 0 }
+  FILENAME != ARGV[3] { if (FILENAME == ARGV[1]) before[$1] = $2; else after[$1] = $2; next }
+  /Forward statistics for port/ { fport = $(NF - 1); nic = -1; next }
+  /NIC statistics for port/ { nic = $(NF - 1); fport = -1; next }
+  /^ *[-+#]{20,} *$/ { fport = -1; nic = -1 }
+  nic >= 0 && /RX-packets:/ { rx[nic] = num($2); missed[nic] = num($4); got[nic] = 1 }
+  nic >= 0 && /RX-errors:/ { rxerr[nic] = num($2) }
+  nic >= 0 && /RX-nombuf:/ { nombuf[nic] = num($2) }
+  nic >= 0 && /TX-packets:/ { tx[nic] = num($2); txerr[nic] = num($4) }
+  fport >= 0 && /TX-packets:/ { fdrop[fport] = num($4) }
+  END {
+    if (!got[0] || !got[1]) exit 1
+    drops = missed[0] + rxerr[0] + nombuf[0] + txerr[1] + fdrop[1]
+    printf "{\"dut\":\"testpmd\",\"in_rx\":%d,\"in_rx_missed\":%d,\"in_rx_errors\":%d,\"in_rx_nombuf\":%d,\"in_tx\":%d,", rx[0], missed[0], rxerr[0], nombuf[0], tx[0]
+    printf "\"out_rx\":%d,\"out_tx\":%d,\"out_tx_errors\":%d,\"fwd_out_tx_dropped\":%d,\"drops\":%d", rx[1], tx[1], txerr[1], fdrop[1], drops
+    sep = ""; ks = ""
+    for (k in after) if (k in before) { ks = ks sep sprintf("\"%s\":%d", k, after[k] - before[k]); sep = "," }
+    printf ",\"kernel\":{%s}}\n", ks
+  }' "$RUN_DIR/k0" "$RUN_DIR/k1" "$LOG")
+if [ -z "$STATS" ]; then
+  note "testpmd printed no port statistics (see $LOG)"
+  STATS='{"dut":"testpmd","error":"no statistics"}'
+fi
+echo "STATS $STATS"
+cleanup
+exit 0
