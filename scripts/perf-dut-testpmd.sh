@@ -17,7 +17,8 @@
 #   ip netns exec NETNS dpdk-testpmd --lcores 0@MAIN,1@CORE --main-lcore 0 \
 #       --no-pci --in-memory --file-prefix perf-dut-testpmd-<pid> \
 #       --vdev net_af_xdp0,iface=IN_IF --vdev net_af_xdp1,iface=OUT_IF \
-#       -- -i --auto-start --forward-mode=io --nb-cores=1 --total-num-mbufs=32768
+#       -- -i --auto-start --forward-mode=io --nb-cores=1 --total-num-mbufs=32768 \
+#       --record-core-cycles
 # Port 0 is IN_IF, port 1 is OUT_IF; one forwarding lcore (lcore 1, pinned to
 # CPU CORE) polls both ports: IN_IF -> OUT_IF and OUT_IF -> IN_IF, 32-packet
 # bursts, frames untouched (testpmd's io mode).
@@ -64,6 +65,12 @@
 #                       SO_PREFER_BUSY_POLL) is kept. Extra devargs for both
 #                       ports can be given in $PERF_DUT_DEVARGS (e.g.
 #                       "busy_budget=0"), e.g. to compare.
+#   --record-core-cycles  the forwarding lcore reads the TSC around each
+#                       non-empty burst; `stop` then prints the busy cycles
+#                       per packet (STATS busy_cycles_per_packet), the DUT's
+#                       cost per frame whatever the generator's burstiness.
+#   promiscuous mode    testpmd turns it on and leaves it on at exit; the
+#                       script puts back each interface's previous setting.
 #   stdbuf -oL         testpmd's messages reach the log line by line (they
 #                       tell readiness and carry the statistics).
 #   setsid, stdin fifo  testpmd runs interactively (-i) reading commands from
@@ -80,6 +87,9 @@
 #   fwd_out_tx_dropped  frames the io engine read but port 1 would not take
 #   drops               in_rx_missed + in_rx_errors + in_rx_nombuf
 #                       + out_tx_errors + fwd_out_tx_dropped
+#   busy_cycles_per_packet, tsc_mhz  from --record-core-cycles (testpmd's
+#                       cycles in bursts that carried frames / frames
+#                       forwarded, both directions; at tsc_mhz)
 #   kernel              deltas from READY to stop of the kernel's counters:
 #                       in_xdp_packets, in_xdp_redirect (to the AF_XDP
 #                       socket), in_drops (redirects that failed: the
@@ -128,6 +138,7 @@ HP=/sys/kernel/mm/hugepages/hugepages-2048kB
 RUN_DIR=
 PID=
 CREATED_XDP=
+PROMISC_OFF=() # interfaces that were not promiscuous before us
 
 # testpmd is running (not gone, not a zombie waiting for us to reap it).
 # No $(...) here (see Signals above): `read` splits /proc/PID/stat, whose
@@ -165,6 +176,11 @@ cleanup() {
       fi
     done
   fi
+  local ifc
+  for ifc in "${PROMISC_OFF[@]}"; do
+    ip -n "$NETNS" link set dev "$ifc" promisc off 2>/dev/null
+  done
+  PROMISC_OFF=()
   [ -n "$RUN_DIR" ] && rm -rf "$RUN_DIR"
   RUN_DIR=
 }
@@ -244,8 +260,12 @@ CMD=(ip netns exec "$NETNS" "$TESTPMD"
   --no-pci --in-memory --file-prefix "$NAME-$$"
   --log-level pmd.net.af_xdp:info
   --vdev "net_af_xdp0,iface=$IN_IF$EXTRA" --vdev "net_af_xdp1,iface=$OUT_IF$EXTRA"
-  -- -i --auto-start --forward-mode=io --nb-cores=1 --total-num-mbufs=32768)
+  -- -i --auto-start --forward-mode=io --nb-cores=1 --total-num-mbufs=32768
+  --record-core-cycles)
 echo "# ${CMD[*]}" >>"$LOG"
+for ifc in "$IN_IF" "$OUT_IF"; do
+  ip -n "$NETNS" link show dev "$ifc" | grep -q PROMISC || PROMISC_OFF+=("$ifc")
+done
 CREATED_XDP=1
 # setsid does not fork here (a background child of a script is no group
 # leader), so $! is testpmd's pid (stdbuf and ip netns exec exec it too).
@@ -322,6 +342,7 @@ STATS=$(awk '
   nic >= 0 && /RX-nombuf:/ { nombuf[nic] = num($2) }
   nic >= 0 && /TX-packets:/ { tx[nic] = num($2); txerr[nic] = num($4) }
   fport >= 0 && /TX-packets:/ { fdrop[fport] = num($4) }
+  /CPU cycles\/packet=/ { split($2, c, "="); cpp = c[2]; mhz = $(NF - 2) }
   END {
     if (!got[0] || !got[1]) exit 1
     drops = missed[0] + rxerr[0] + nombuf[0] + txerr[1] + fdrop[1]
@@ -329,6 +350,7 @@ STATS=$(awk '
     printf "\"out_rx\":%d,\"out_tx\":%d,\"out_tx_errors\":%d,\"fwd_out_tx_dropped\":%d,\"drops\":%d", rx[1], tx[1], txerr[1], fdrop[1], drops
     sep = ""; ks = ""
     for (k in after) if (k in before) { ks = ks sep sprintf("\"%s\":%d", k, after[k] - before[k]); sep = "," }
+    if (cpp != "") printf ",\"busy_cycles_per_packet\":%.1f,\"tsc_mhz\":%d", cpp, mhz
     printf ",\"kernel\":{%s}}\n", ks
   }' "$RUN_DIR/k0" "$RUN_DIR/k1" "$LOG")
 if [ -z "$STATS" ]; then
