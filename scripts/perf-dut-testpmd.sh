@@ -77,8 +77,11 @@
 #                       a fifo, in its own session so a terminal's Ctrl-C
 #                       reaches only this script, which then sends `stop`,
 #                       `show port stats all` and `quit`. If this script is
-#                       killed outright, the fifo's writer goes away and
-#                       testpmd quits on end of input: nothing lingers.
+#                       killed outright, testpmd gets SIGTERM (setpriv
+#                       --pdeathsig) and the fifo's writer goes away: it
+#                       quits, closing its ports. A stale xsk_def_prog (if
+#                       testpmd itself was SIGKILLed) is removed by the next
+#                       run.
 #
 # STATS: from testpmd's `show port stats all` (port counters since start)
 # and the forward statistics printed by `stop`:
@@ -170,9 +173,7 @@ cleanup() {
     for ifc in "$IN_IF" "$OUT_IF"; do
       if ip -n "$NETNS" link show dev "$ifc" 2>/dev/null | grep -q 'prog/xdp'; then
         note "removing the XDP program left on $NETNS:$ifc"
-        ip -n "$NETNS" link set dev "$ifc" xdp off 2>/dev/null ||
-          ip -n "$NETNS" link set dev "$ifc" xdpgeneric off 2>/dev/null ||
-          note "WARNING: could not detach XDP from $NETNS:$ifc"
+        detach_xdp "$ifc" || note "WARNING: could not detach XDP from $NETNS:$ifc"
       fi
     done
   fi
@@ -183,6 +184,14 @@ cleanup() {
   PROMISC_OFF=()
   [ -n "$RUN_DIR" ] && rm -rf "$RUN_DIR"
   RUN_DIR=
+}
+
+# Detaches whatever XDP program is on NETNS:$1 (native or generic mode);
+# fails if one is still there.
+detach_xdp() {
+  ip -n "$NETNS" link set dev "$1" xdp off 2>/dev/null
+  ip -n "$NETNS" link set dev "$1" xdpgeneric off 2>/dev/null
+  ! ip -n "$NETNS" link show dev "$1" 2>/dev/null | grep -q 'prog/xdp'
 }
 
 # Kernel counters of the two interfaces, as "key value" lines.
@@ -209,8 +218,13 @@ ip netns exec "$NETNS" true 2>/dev/null || die 2 "network namespace $NETNS does 
 [ "$IN_IF" != "$OUT_IF" ] || die 2 "IN_IF and OUT_IF must differ"
 for ifc in "$IN_IF" "$OUT_IF"; do
   ip -n "$NETNS" link show dev "$ifc" >/dev/null 2>&1 || die 2 "no interface $ifc in $NETNS"
-  ! ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp' ||
-    die 2 "$NETNS:$ifc already has an XDP program attached (left by an earlier run?); detach it with: ip -n $NETNS link set dev $ifc xdp off"
+  if ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp.* name xsk_def_prog '; then
+    # libxdp's AF_XDP redirect program, left by a run that was SIGKILLed.
+    note "removing the stale xsk_def_prog left on $NETNS:$ifc by an earlier run"
+    detach_xdp "$ifc" || die 2 "cannot detach the XDP program on $NETNS:$ifc"
+  elif ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp'; then
+    die 2 "$NETNS:$ifc already has an XDP program attached (not ours); detach it with: ip -n $NETNS link set dev $ifc xdp off"
+  fi
 done
 
 # The main lcore's CPU: the first other CPU we may use, else CORE.
@@ -247,6 +261,13 @@ fi
 [ -z "$stop_requested" ] || die 1 "stopped by a signal during setup"
 
 # --- start testpmd ---------------------------------------------------------------
+# Run directories of earlier runs that were SIGKILLed (their pid is gone).
+for d in /tmp/"$NAME".*.*; do
+  [ -d "$d" ] || continue
+  pid=${d#/tmp/"$NAME".}
+  pid=${pid%%.*}
+  [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null && rm -rf "$d"
+done
 RUN_DIR=/tmp/$NAME.$$.$RANDOM
 mkdir -m 700 "$RUN_DIR" || { RUN_DIR= && die 1 "cannot create a run directory under /tmp"; }
 FIFO=$RUN_DIR/cmd
@@ -268,10 +289,12 @@ for ifc in "$IN_IF" "$OUT_IF"; do
 done
 CREATED_XDP=1
 # setsid does not fork here (a background child of a script is no group
-# leader), so $! is testpmd's pid (stdbuf and ip netns exec exec it too).
+# leader), so $! is testpmd's pid (setpriv, stdbuf and ip netns exec exec
+# it too). setpriv --pdeathsig TERM: should this script be SIGKILLed,
+# testpmd gets SIGTERM (and end of input on the fifo) and shuts down.
 # stdbuf -oL: testpmd's stdout is a file, which stdio would buffer by 4 KiB,
 # and we read it for readiness and statistics.
-LIBXDP_SKIP_DISPATCHER=1 setsid stdbuf -oL "${CMD[@]}" <"$FIFO" >>"$LOG" 2>&1 &
+LIBXDP_SKIP_DISPATCHER=1 setsid setpriv --pdeathsig TERM stdbuf -oL "${CMD[@]}" <"$FIFO" >>"$LOG" 2>&1 &
 PID=$!
 # Read-write so that the open never blocks; testpmd's stdin is read-only, so
 # it sees end of input once this script's descriptor is gone.
