@@ -685,8 +685,15 @@ impl Xsk {
             self.user[f / 64] &= !(1 << (f % 64));
         }
         self.lent += n;
-        // SAFETY: reads the ring's flag word.
-        if unsafe { sys::xsk_ring_prod__needs_wakeup(&*s.tx) } != 0 {
+        // Copy mode transmits at most 32 frames per sendto (the kernel's
+        // TX_BATCH_SIZE), so one kick per burst let bursts of more than 32
+        // pile up in the ring until it was full and frames were dropped.
+        // Kick until the kernel has taken everything or is busy.
+        for _ in 0..s.tx.size / 32 + 1 {
+            // SAFETY: reads the ring's flag word.
+            if unsafe { sys::xsk_ring_prod__needs_wakeup(&*s.tx) } == 0 || tx_pending(s) == 0 {
+                break;
+            }
             s.stats.tx_wakeups += 1;
             // SAFETY: a zero-length non-blocking sendto on our own socket,
             // the AF_XDP transmit wakeup.
@@ -699,6 +706,7 @@ impl Xsk {
                 if !matches!(e, Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS)) {
                     s.stats.tx_wakeup_errors += 1;
                 }
+                break;
             }
         }
         n as usize
@@ -778,6 +786,17 @@ impl Xsk {
         }
         a
     }
+}
+
+/// Descriptors of `s`'s tx ring the kernel has not taken yet.
+fn tx_pending(s: &Socket) -> u32 {
+    // SAFETY: `consumer` points at the live ring's consumer index, which
+    // the kernel advances: read atomically, as libxdp does.
+    let consumer = unsafe { std::sync::atomic::AtomicU32::from_ptr(s.tx.consumer) }
+        .load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: `producer` is ours; the kernel only reads it.
+    let producer = unsafe { *s.tx.producer };
+    producer.wrapping_sub(consumer)
 }
 
 /// Reserves as many of `want` slots of a producer ring as are free and

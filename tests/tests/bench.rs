@@ -33,14 +33,10 @@ fn xvs_bench_smoke_run() {
             max["flows_seen"].as_u64().unwrap() == case["flows"].as_u64().unwrap(),
             "{case:#}"
         );
-        assert!(
-            case["search"]["ndr_pps"].as_f64().unwrap() > 0.0,
-            "{case:#}"
-        );
-        assert!(
-            case["at_half"]["latency"]["p50"].as_u64().unwrap() > 0,
-            "{case:#}"
-        );
+        assert!(max["latency"]["p50"].as_u64().unwrap() > 0, "{case:#}");
+        // One search step after the full-rate trial; whether it passed is
+        // a matter of speed, not checked here.
+        assert_eq!(case["search"]["steps"].as_array().unwrap().len(), 1);
     }
     // xvsd reported its own counters and the worker's per-packet cost.
     let xvsd = &cases[0];

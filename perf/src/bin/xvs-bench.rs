@@ -51,10 +51,6 @@ struct Cli {
     gen_core: usize,
     #[arg(long, default_value_t = 1)]
     dut_core: usize,
-    /// Also run an AF_XDP DUT's receive NAPI (XDP program and copy into
-    /// the UMEM) on the DUT core instead of the generator's.
-    #[arg(long)]
-    rx_napi_on_dut_core: bool,
     /// Seconds of `perf stat` on xvsd's worker (0: skip).
     #[arg(long, default_value_t = 3.0)]
     cost_seconds: f64,
@@ -106,7 +102,7 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
         "frame_size": cli.size, "trial_seconds": cli.seconds, "search_steps": cli.steps,
         "loss_limit": xvs_perf::bench::trial::LOSS_LIMIT, "flows": cli.flows,
         "gen_core": cli.gen_core, "dut_core": cli.dut_core,
-        "rx_napi_on_dut_core": cli.rx_napi_on_dut_core, "kind": "udp",
+    "kind": "udp",
     });
     let placement = placement(cli);
     let progress = ProgressBar::with_draw_target(
@@ -183,13 +179,7 @@ fn measure(
     progress: &ProgressBar,
 ) -> Result<Case, BenchError> {
     let topology = Topology::create()?;
-    let dut = RunningDut::start(
-        kind,
-        &topology,
-        cli.dut_core,
-        cli.rx_napi_on_dut_core,
-        tools,
-    )?;
+    let dut = RunningDut::start(kind, &topology, cli.dut_core, tools)?;
     let load = |rate, seconds| Load {
         flows,
         rate,
@@ -237,13 +227,7 @@ fn measure(
 /// worker thread, packets from xvsd's report, stages from its timers.
 fn cost(cli: &Cli, tools: &Tools, pktgen: &Path, kind: DutKind) -> Result<Cost, BenchError> {
     let topology = Topology::create()?;
-    let dut = RunningDut::start(
-        kind,
-        &topology,
-        cli.dut_core,
-        cli.rx_napi_on_dut_core,
-        tools,
-    )?;
+    let dut = RunningDut::start(kind, &topology, cli.dut_core, tools)?;
     let tid = dut
         .worker_tid()
         .ok_or_else(|| BenchError::Dut("no xvs-worker-0 thread".into()))?;
@@ -320,13 +304,11 @@ fn placement(cli: &Cli) -> Vec<String> {
     vec![
         format!("core {g}: the generator (BPF_PROG_RUN live frames, XDP_TX into its veth)"),
         format!(
-            "core {d}: the DUT's forwarding thread (xvsd worker, testpmd/OVS PMD) or, for the kernel DUTs, gen0's NAPI thread doing the whole forwarding path"
+            "core {g}: gen0's receive (NAPI on the sender's CPU): for AF_XDP DUTs the XDP program and the copy into the UMEM (veth has no zero-copy), for kernel DUTs building the skb, handed to core {d} by RPS"
         ),
         format!(
-            "core {}: AF_XDP DUTs' receive on gen0 (XDP program, copy into the UMEM: veth has no zero-copy)",
-            if cli.rx_napi_on_dut_core { d } else { g }
+            "core {d}: the DUT: xvsd's worker, testpmd's or OVS's PMD thread, or the kernel's forwarding path; its transmit to the sink (an skb per packet for AF_XDP on veth) and the sink's XDP counting program"
         ),
-        format!("core {d}: transmit to the sink (veth xmit, an skb per packet for AF_XDP) and the sink's XDP counting program"),
     ]
 }
 
