@@ -56,7 +56,7 @@ bench-xvsd: deps
 ## Packet rates of xvsd and its peers (Linux bridge, routing, nftables
 ## DNAT, DPDK testpmd, OVS) on one generator -> DUT -> sink topology:
 ## full-rate offered vs delivered, RFC 2544 no-drop rate, latency, at 1, 1K
-## and 100K flows, 3 runs (root, about 25 minutes). Writes JSON, a
+## and 100K flows, 3 runs (root, about 20 minutes). Writes JSON, a
 ## Markdown table and PNG plots to $(PERF_OUT). PERF_ARGS adds flags of
 ## xvs-bench, e.g. PERF_ARGS="--runs 1 --duts xvsd-l3,linux-routing".
 PERF_OUT ?= target/perf

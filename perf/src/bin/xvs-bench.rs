@@ -2,7 +2,7 @@
 //! topology in one invocation (`make perf`), see `xvs_perf::bench`.
 //!
 //! ```sh
-//! xvs-bench --runs 3 --out target/perf            # everything (~25 min)
+//! xvs-bench --runs 3 --out target/perf            # everything (~20 min)
 //! xvs-bench --duts xvsd-l3,linux-routing --flows 1 --runs 1 --seconds 0.5 --steps 1
 //! ```
 //!
@@ -39,10 +39,10 @@ struct Cli {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Seconds per trial.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 1.5)]
     seconds: f64,
     /// Trials of the binary search after the full-rate one.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 5)]
     steps: usize,
     /// Frame size on the wire, bytes.
     #[arg(long, default_value_t = 64)]
