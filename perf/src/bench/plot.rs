@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::results::{Row, Run};
+use super::results::{flows_label, Row, Run};
 use super::BenchError;
 
 /// The font plotters draws with (ab_glyph: no system font libraries, only
@@ -153,7 +153,7 @@ pub fn throughput_vs_flows(rows: &[Row], path: &Path) -> Result<(), BenchError> 
         .x_label_formatter(&|x| {
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
             let i = x.round() as usize;
-            flows.get(i).map_or(String::new(), u32::to_string)
+            flows.get(i).map_or(String::new(), |&f| flows_label(f))
         })
         .draw()
         .map_err(plot_err)?;

@@ -162,7 +162,8 @@ pub fn summarize(runs: &[Run]) -> Vec<Row> {
         .collect()
 }
 
-fn flows_label(flows: u32) -> String {
+/// "1", "1K", "100K".
+pub fn flows_label(flows: u32) -> String {
     match flows {
         f if f >= 1000 && f % 1000 == 0 => format!("{}K", f / 1000),
         f => f.to_string(),

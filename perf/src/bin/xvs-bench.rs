@@ -128,7 +128,7 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
                     Ok(case) => cases.push(case),
                     Err(e) => {
                         let why = format!("{} at {flows} flow(s): {e}", dut.name());
-                        progress.println(format!("!!!! not measured: {why}"));
+                        progress.suspend(|| eprintln!("!!!! not measured: {why}"));
                         skipped.push(why);
                     }
                 }
@@ -143,7 +143,7 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
                     progress.set_message(format!("perf stat on {}", d.name()));
                     cost(cli, &tools, &pktgen, d)
                         .map_err(|e| {
-                            progress.println(format!("!!!! no cost for {}: {e}", d.name()))
+                            progress.suspend(|| eprintln!("!!!! no cost for {}: {e}", d.name()));
                         })
                         .ok()
                 })
