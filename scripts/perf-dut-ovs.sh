@@ -109,27 +109,20 @@
 # Files: a private run directory /tmp/perf-dut-ovs.PID.N (database,
 # sockets), removed at exit; OVS's logs in /tmp/perf-dut-ovs-NETNS.log
 # (ovs-vswitchd) and /tmp/perf-dut-ovs-NETNS.ovsdb.log (kept, overwritten
-# by the next run; $PERF_DUT_LOG chooses the first).
+# by the next run; $PERF_DUT_LOG chooses the first). What this script
+# shares with scripts/perf-dut-testpmd.sh is in scripts/perf-dut-lib.sh.
 set -u -o pipefail
 
 NAME=perf-dut-ovs
 stop_requested=
 trap 'stop_requested=1' TERM INT
+# note, die, the checks, ...: found next to this script without $(dirname)
+# (see Signals above).
+case ${BASH_SOURCE[0]} in */*) LIB=${BASH_SOURCE[0]%/*}/perf-dut-lib.sh ;; *) LIB=./perf-dut-lib.sh ;; esac
+# shellcheck source-path=SCRIPTDIR source=perf-dut-lib.sh
+. "$LIB" || { echo "$NAME: error: cannot read $LIB" >&2; exit 2; }
 
-note() { echo "$NAME: $*" >&2; }
-die() {
-  local code=$1
-  shift
-  echo "$NAME: error: $*" >&2
-  cleanup
-  exit "$code"
-}
-
-if [ $# -ne 4 ]; then
-  echo "usage: $0 NETNS IN_IF OUT_IF CORE" >&2
-  exit 2
-fi
-NETNS=$1 IN_IF=$2 OUT_IF=$3 CORE=$4
+parse_args "$@"
 VSWITCHD=${PERF_DUT_VSWITCHD:-/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk}
 SCHEMA=/usr/share/openvswitch/vswitch.ovsschema
 BR=${PERF_DUT_OVS_BRIDGE:-br0}
@@ -139,40 +132,10 @@ DBLOG=${LOG%.log}.ovsdb.log
 READY_TIMEOUT=30
 NEED_PAGES=256
 WANT_PAGES=512
-HP=/sys/kernel/mm/hugepages/hugepages-2048kB
 
-RUN_DIR=
 DB_PID=
 VS_PID=
-CREATED_XDP=
 CREATED_TAPS=()
-PROMISC_OFF=()
-
-# The process $1 is running (not gone, not a zombie waiting for us to reap
-# it). No $(...) here (see Signals above): `read` splits /proc/PID/stat,
-# whose comm field has no spaces for the programs started here.
-alive() {
-  local _pid _comm state
-  [ -n "$1" ] && kill -0 "$1" 2>/dev/null &&
-    read -r _pid _comm state _ <"/proc/$1/stat" 2>/dev/null && [ "$state" != Z ]
-}
-
-# Waits up to $2 tenths of a second for process $1 to end, then SIGTERM,
-# then SIGKILL; reaps it.
-reap() {
-  local pid=$1 n=$2 what=$3
-  [ -n "$pid" ] || return 0
-  for ((i = 0; i < n; i++)); do alive "$pid" || break; sleep 0.1; done
-  if alive "$pid"; then
-    kill -TERM "$pid" 2>/dev/null
-    for _ in {1..30}; do alive "$pid" || break; sleep 0.1; done
-  fi
-  if alive "$pid"; then
-    note "$what (pid $pid) ignores SIGTERM: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null
-  fi
-  { wait "$pid"; } 2>/dev/null
-}
 
 cleanup() {
   trap '' TERM INT # bounded from here on; do not die half-way
@@ -189,15 +152,8 @@ cleanup() {
   fi
   reap "$DB_PID" 50 ovsdb-server
   DB_PID=
+  remove_leftover_xdp
   local ifc
-  if [ -n "$CREATED_XDP" ]; then
-    for ifc in "$IN_IF" "$OUT_IF"; do
-      if ip -n "$NETNS" link show dev "$ifc" 2>/dev/null | grep -q 'prog/xdp'; then
-        note "removing the XDP program left on $NETNS:$ifc"
-        detach_xdp "$ifc" || note "WARNING: could not detach XDP from $NETNS:$ifc"
-      fi
-    done
-  fi
   for ifc in "${CREATED_TAPS[@]}"; do
     if ip -n "$NETNS" link show dev "$ifc" >/dev/null 2>&1; then
       note "deleting the tap $NETNS:$ifc left by ovs-vswitchd"
@@ -205,36 +161,12 @@ cleanup() {
     fi
   done
   CREATED_TAPS=()
-  for ifc in "${PROMISC_OFF[@]}"; do
-    ip -n "$NETNS" link set dev "$ifc" promisc off 2>/dev/null
-  done
-  PROMISC_OFF=()
+  restore_promisc
   if [ -n "$RUN_DIR" ]; then
     cat "$RUN_DIR/ovsdb-server.log" >"$DBLOG" 2>/dev/null
     rm -rf "$RUN_DIR"
   fi
   RUN_DIR=
-}
-
-# Detaches whatever XDP program is on NETNS:$1 (native or generic mode);
-# fails if one is still there.
-detach_xdp() {
-  ip -n "$NETNS" link set dev "$1" xdp off 2>/dev/null
-  ip -n "$NETNS" link set dev "$1" xdpgeneric off 2>/dev/null
-  ! ip -n "$NETNS" link show dev "$1" 2>/dev/null | grep -q 'prog/xdp'
-}
-
-# Kernel counters of the two interfaces, as "key value" lines.
-kernel_counters() {
-  ip netns exec "$NETNS" sh -c '
-    ethtool -S "$1" 2>/dev/null | awk -F: "
-      /rx_queue_[0-9]+_xdp_packets:/ {p += \$2}
-      /rx_queue_[0-9]+_xdp_redirect:/ {r += \$2}
-      /rx_queue_[0-9]+_drops:/ {d += \$2}
-      END {if (NR > 1) printf \"in_xdp_packets %d\nin_xdp_redirect %d\nin_drops %d\n\", p, r, d}"
-    for f in tx_packets tx_dropped; do
-      v=$(cat "/sys/class/net/$2/statistics/$f" 2>/dev/null) && echo "out_$f $v"
-    done' sh "$IN_IF" "$OUT_IF" 2>/dev/null
 }
 
 # OVS's counters, as "key value" lines: the port counters of dpctl/show -s
@@ -257,21 +189,9 @@ for b in "$VSWITCHD" /usr/sbin/ovsdb-server /usr/bin/ovsdb-tool /usr/bin/ovs-vsc
   [ -x "$b" ] || die 3 "$b is missing: install openvswitch-switch-dpdk (and openvswitch-common)"
 done
 [ -r "$SCHEMA" ] || die 3 "$SCHEMA is missing (openvswitch-common)"
-[[ $CORE =~ ^[0-9]+$ ]] || die 2 "CORE must be a CPU number, not '$CORE'"
-((CORE < 63)) || die 2 "CORE $CORE: this script builds a 64-bit pmd-cpu-mask"
-taskset -c "$CORE" true 2>/dev/null || die 2 "CPU $CORE is not usable (offline or outside this process's affinity)"
-ip netns exec "$NETNS" true 2>/dev/null || die 2 "network namespace $NETNS does not exist"
-[ "$IN_IF" != "$OUT_IF" ] || die 2 "IN_IF and OUT_IF must differ"
-for ifc in "$IN_IF" "$OUT_IF"; do
-  ip -n "$NETNS" link show dev "$ifc" >/dev/null 2>&1 || die 2 "no interface $ifc in $NETNS"
-  if ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp.* name xsk_def_prog '; then
-    # libxdp's AF_XDP redirect program, left by a run that was SIGKILLed.
-    note "removing the stale xsk_def_prog left on $NETNS:$ifc by an earlier run"
-    detach_xdp "$ifc" || die 2 "cannot detach the XDP program on $NETNS:$ifc"
-  elif ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp'; then
-    die 2 "$NETNS:$ifc already has an XDP program attached (not ours); detach it with: ip -n $NETNS link set dev $ifc xdp off"
-  fi
-done
+# A CORE that is no number is check_args's to report; this one too large.
+[[ $CORE =~ ^[0-9]+$ ]] && ! ((CORE < 63)) && die 2 "CORE $CORE: this script builds a 64-bit pmd-cpu-mask"
+check_args xsk_def_prog
 for ifc in ovs-netdev "$BR"; do
   ip -n "$NETNS" link show dev "$ifc" >/dev/null 2>&1 || continue
   # A SIGKILLed run leaves these taps behind (vswitchd made them persistent).
@@ -283,35 +203,12 @@ done
 case $PORTS in auto | afxdp | dpdk) ;; *) die 2 "PERF_DUT_OVS_PORTS must be auto, afxdp or dpdk, not '$PORTS'" ;; esac
 
 # The CPU for everything but the PMD thread: the first other CPU we may use.
-MAIN=${PERF_DUT_MAIN_CORE:-}
-if [ -z "$MAIN" ]; then
-  MAIN=$CORE
-  allowed=
-  while read -r key value; do
-    [ "$key" = Cpus_allowed_list: ] && allowed=$value
-  done </proc/self/status
-  IFS=, read -r -a ranges <<<"$allowed"
-  for r in "${ranges[@]}"; do
-    lo=${r%-*} hi=${r#*-}
-    for ((c = lo; c <= hi; c++)); do
-      if [ "$c" != "$CORE" ]; then MAIN=$c; break 2; fi
-    done
-  done
-fi
-[[ $MAIN =~ ^[0-9]+$ ]] || die 2 "PERF_DUT_MAIN_CORE must be a CPU number, not '$MAIN'"
+pick_main_cpu
 printf -v PMD_MASK '0x%x' $((1 << CORE))
 
 # --- ovsdb-server ------------------------------------------------------------------
 [ -z "$stop_requested" ] || die 1 "stopped by a signal during setup"
-# Run directories of earlier runs that were SIGKILLed (their pid is gone).
-for d in /tmp/"$NAME".*.*; do
-  [ -d "$d" ] || continue
-  pid=${d#/tmp/"$NAME".}
-  pid=${pid%%.*}
-  [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null && rm -rf "$d"
-done
-RUN_DIR=/tmp/$NAME.$$.$RANDOM
-mkdir -m 700 "$RUN_DIR" || { RUN_DIR= && die 1 "cannot create a run directory under /tmp"; }
+make_run_dir
 export OVS_RUNDIR=$RUN_DIR OVS_DBDIR=$RUN_DIR OVS_LOGDIR=$RUN_DIR OVS_SYSCONFDIR=$RUN_DIR
 export LIBXDP_SKIP_DISPATCHER=1
 : >"$LOG" || die 2 "cannot write the log $LOG"
@@ -320,9 +217,7 @@ ovsdb-tool create "$RUN_DIR/conf.db" "$SCHEMA" >>"$LOG" 2>&1 || die 3 "ovsdb-too
 VSCTL=(ovs-vsctl --db="unix:$RUN_DIR/db.sock" --timeout=20)
 APPCTL=(ovs-appctl -t "$RUN_DIR/ovs-vswitchd.ctl" --timeout=10)
 
-for ifc in "$IN_IF" "$OUT_IF"; do
-  ip -n "$NETNS" link show dev "$ifc" | grep -q PROMISC || PROMISC_OFF+=("$ifc")
-done
+record_promisc
 CREATED_TAPS=(ovs-netdev "$BR")
 CREATED_XDP=1
 
@@ -362,18 +257,7 @@ start_vswitchd() {
 
 # DPDK is read once, when vswitchd starts: configure it before.
 configure_dpdk() {
-  [ -d "$HP" ] || die 3 "the kernel has no 2 MiB hugepages ($HP missing)"
-  read -r free_pages <"$HP/free_hugepages"
-  if ((free_pages < NEED_PAGES)); then
-    read -r total <"$HP/nr_hugepages"
-    target=$((total + NEED_PAGES - free_pages))
-    ((target < WANT_PAGES)) && target=$WANT_PAGES
-    note "only $free_pages free 2 MiB hugepages: raising nr_hugepages from $total to $target (left reserved)"
-    echo "$target" >"$HP/nr_hugepages" 2>/dev/null || die 2 "cannot write $HP/nr_hugepages"
-    read -r free_pages <"$HP/free_hugepages"
-    ((free_pages >= NEED_PAGES)) ||
-      die 2 "only $free_pages free 2 MiB hugepages after asking for $target (need $NEED_PAGES)"
-  fi
+  ensure_hugepages "$NEED_PAGES" "$WANT_PAGES" 3
   "${VSCTL[@]}" --no-wait set Open_vSwitch . other_config:dpdk-init=true \
     other_config:per-port-memory=true \
     other_config:dpdk-extra="--in-memory --no-pci --file-prefix $NAME-$$" >>"$LOG" 2>&1 ||
@@ -447,8 +331,7 @@ while ((SECONDS < deadline)); do
   sleep 0.2
 done
 [ -n "$ready" ] || die 1 "OVS not forwarding after ${READY_TIMEOUT} s: $(cat "$RUN_DIR/rxq" 2>/dev/null | tr '\n' ' ') (see $LOG)"
-awk '/^Name:/ {n = $2} /^Cpus_allowed_list:/ {print "# thread " n " on CPUs " $2}' \
-  /proc/"$VS_PID"/task/*/status >>"$LOG" 2>/dev/null
+log_threads "$VS_PID"
 grep -q "^# thread pmd.* on CPUs $CORE\$" "$LOG" ||
   note "WARNING: no PMD thread pinned to CPU $CORE (see the # thread lines in $LOG)"
 "${APPCTL[@]}" dpif-netdev/pmd-stats-clear >>"$LOG" 2>&1

@@ -107,104 +107,42 @@
 # drop a trap that fires while it expands one ("trap: line 2: unexpected EOF
 # while looking for matching `)'"), and a lost SIGTERM would hang the run.
 #
-# Files: a private run directory /tmp/perf-dut-testpmd.XXXXXX (fifo),
+# Files: a private run directory /tmp/perf-dut-testpmd.PID.N (fifo),
 # removed at exit; testpmd's log /tmp/perf-dut-testpmd-NETNS.log (kept,
-# overwritten by the next run; $PERF_DUT_LOG to choose another).
+# overwritten by the next run; $PERF_DUT_LOG to choose another). What this
+# script shares with scripts/perf-dut-ovs.sh is in scripts/perf-dut-lib.sh.
 set -u -o pipefail
 
 NAME=perf-dut-testpmd
 stop_requested=
 trap 'stop_requested=1' TERM INT
+# note, die, the checks, ...: found next to this script without $(dirname)
+# (see Signals above).
+case ${BASH_SOURCE[0]} in */*) LIB=${BASH_SOURCE[0]%/*}/perf-dut-lib.sh ;; *) LIB=./perf-dut-lib.sh ;; esac
+# shellcheck source-path=SCRIPTDIR source=perf-dut-lib.sh
+. "$LIB" || { echo "$NAME: error: cannot read $LIB" >&2; exit 2; }
 
-note() { echo "$NAME: $*" >&2; }
-die() {
-  local code=$1
-  shift
-  echo "$NAME: error: $*" >&2
-  cleanup
-  exit "$code"
-}
-
-if [ $# -ne 4 ]; then
-  echo "usage: $0 NETNS IN_IF OUT_IF CORE" >&2
-  exit 2
-fi
-NETNS=$1 IN_IF=$2 OUT_IF=$3 CORE=$4
+parse_args "$@"
 TESTPMD=${PERF_DUT_TESTPMD:-/usr/bin/dpdk-testpmd}
 LOG=${PERF_DUT_LOG:-/tmp/$NAME-$NETNS.log}
 READY_TIMEOUT=30
 STOP_TIMEOUT=20
 NEED_PAGES=128
 WANT_PAGES=512
-HP=/sys/kernel/mm/hugepages/hugepages-2048kB
 
-RUN_DIR=
 PID=
-CREATED_XDP=
-PROMISC_OFF=() # interfaces that were not promiscuous before us
-
-# testpmd is running (not gone, not a zombie waiting for us to reap it).
-# No $(...) here (see Signals above): `read` splits /proc/PID/stat, whose
-# comm field has no spaces for the programs started here.
-alive() {
-  local _pid _comm state
-  [ -n "$PID" ] && kill -0 "$PID" 2>/dev/null &&
-    read -r _pid _comm state _ <"/proc/$PID/stat" 2>/dev/null && [ "$state" != Z ]
-}
 
 cleanup() {
   trap '' TERM INT # bounded from here on; do not die half-way
   exec 3>&- # end of input: testpmd quits by itself once at its prompt
-  for _ in {1..50}; do alive || break; sleep 0.1; done
-  if alive; then
-    kill -TERM "$PID" 2>/dev/null
-    for _ in {1..50}; do alive || break; sleep 0.1; done
-    if alive; then
-      note "testpmd (pid $PID) ignores SIGTERM: SIGKILL"
-      kill -KILL "$PID" 2>/dev/null
-    fi
-  fi
-  [ -n "$PID" ] && { wait "$PID"; } 2>/dev/null
+  reap "$PID" 50 testpmd 50
   PID=
   # The PMD detaches its program when a port closes; one left by a killed
   # testpmd would block the next run (the interfaces had none before us).
-  if [ -n "$CREATED_XDP" ]; then
-    local ifc
-    for ifc in "$IN_IF" "$OUT_IF"; do
-      if ip -n "$NETNS" link show dev "$ifc" 2>/dev/null | grep -q 'prog/xdp'; then
-        note "removing the XDP program left on $NETNS:$ifc"
-        detach_xdp "$ifc" || note "WARNING: could not detach XDP from $NETNS:$ifc"
-      fi
-    done
-  fi
-  local ifc
-  for ifc in "${PROMISC_OFF[@]}"; do
-    ip -n "$NETNS" link set dev "$ifc" promisc off 2>/dev/null
-  done
-  PROMISC_OFF=()
+  remove_leftover_xdp
+  restore_promisc
   [ -n "$RUN_DIR" ] && rm -rf "$RUN_DIR"
   RUN_DIR=
-}
-
-# Detaches whatever XDP program is on NETNS:$1 (native or generic mode);
-# fails if one is still there.
-detach_xdp() {
-  ip -n "$NETNS" link set dev "$1" xdp off 2>/dev/null
-  ip -n "$NETNS" link set dev "$1" xdpgeneric off 2>/dev/null
-  ! ip -n "$NETNS" link show dev "$1" 2>/dev/null | grep -q 'prog/xdp'
-}
-
-# Kernel counters of the two interfaces, as "key value" lines.
-kernel_counters() {
-  ip netns exec "$NETNS" sh -c '
-    ethtool -S "$1" 2>/dev/null | awk -F: "
-      /rx_queue_[0-9]+_xdp_packets:/ {p += \$2}
-      /rx_queue_[0-9]+_xdp_redirect:/ {r += \$2}
-      /rx_queue_[0-9]+_drops:/ {d += \$2}
-      END {if (NR > 1) printf \"in_xdp_packets %d\nin_xdp_redirect %d\nin_drops %d\n\", p, r, d}"
-    for f in tx_packets tx_dropped; do
-      v=$(cat "/sys/class/net/$2/statistics/$f" 2>/dev/null) && echo "out_$f $v"
-    done' sh "$IN_IF" "$OUT_IF" 2>/dev/null
 }
 
 # --- checks ------------------------------------------------------------------
@@ -212,64 +150,17 @@ kernel_counters() {
 [ -x "$TESTPMD" ] || die 2 "$TESTPMD not found (apt-get install dpdk librte-net-af-xdp23)"
 compgen -G '/usr/lib/*/dpdk/pmds-*/librte_net_af_xdp.so*' >/dev/null ||
   die 2 "DPDK's af_xdp PMD is missing (apt-get install librte-net-af-xdp23)"
-[[ $CORE =~ ^[0-9]+$ ]] || die 2 "CORE must be a CPU number, not '$CORE'"
-taskset -c "$CORE" true 2>/dev/null || die 2 "CPU $CORE is not usable (offline or outside this process's affinity)"
-ip netns exec "$NETNS" true 2>/dev/null || die 2 "network namespace $NETNS does not exist"
-[ "$IN_IF" != "$OUT_IF" ] || die 2 "IN_IF and OUT_IF must differ"
-for ifc in "$IN_IF" "$OUT_IF"; do
-  ip -n "$NETNS" link show dev "$ifc" >/dev/null 2>&1 || die 2 "no interface $ifc in $NETNS"
-  if ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp.* name xsk_def_prog '; then
-    # libxdp's AF_XDP redirect program, left by a run that was SIGKILLed.
-    note "removing the stale xsk_def_prog left on $NETNS:$ifc by an earlier run"
-    detach_xdp "$ifc" || die 2 "cannot detach the XDP program on $NETNS:$ifc"
-  elif ip -n "$NETNS" link show dev "$ifc" | grep -q 'prog/xdp'; then
-    die 2 "$NETNS:$ifc already has an XDP program attached (not ours); detach it with: ip -n $NETNS link set dev $ifc xdp off"
-  fi
-done
+check_args xsk_def_prog
 
 # The main lcore's CPU: the first other CPU we may use, else CORE.
-MAIN=${PERF_DUT_MAIN_CORE:-}
-if [ -z "$MAIN" ]; then
-  MAIN=$CORE
-  allowed=
-  while read -r key value; do
-    [ "$key" = Cpus_allowed_list: ] && allowed=$value
-  done </proc/self/status
-  IFS=, read -r -a ranges <<<"$allowed"
-  for r in "${ranges[@]}"; do
-    lo=${r%-*} hi=${r#*-}
-    for ((c = lo; c <= hi; c++)); do
-      if [ "$c" != "$CORE" ]; then MAIN=$c; break 2; fi
-    done
-  done
-fi
-[[ $MAIN =~ ^[0-9]+$ ]] || die 2 "PERF_DUT_MAIN_CORE must be a CPU number, not '$MAIN'"
+pick_main_cpu
 
 # --- hugepages -----------------------------------------------------------------
-[ -d "$HP" ] || die 2 "the kernel has no 2 MiB hugepages ($HP missing)"
-read -r free_pages <"$HP/free_hugepages"
-if ((free_pages < NEED_PAGES)); then
-  read -r total <"$HP/nr_hugepages"
-  target=$((total + NEED_PAGES - free_pages))
-  ((target < WANT_PAGES)) && target=$WANT_PAGES
-  note "only $free_pages free 2 MiB hugepages: raising nr_hugepages from $total to $target (left reserved)"
-  echo "$target" >"$HP/nr_hugepages" 2>/dev/null || die 2 "cannot write $HP/nr_hugepages"
-  read -r free_pages <"$HP/free_hugepages"
-  ((free_pages >= NEED_PAGES)) ||
-    die 2 "only $free_pages free 2 MiB hugepages after asking for $target (need $NEED_PAGES)"
-fi
+ensure_hugepages "$NEED_PAGES" "$WANT_PAGES" 2
 [ -z "$stop_requested" ] || die 1 "stopped by a signal during setup"
 
 # --- start testpmd ---------------------------------------------------------------
-# Run directories of earlier runs that were SIGKILLed (their pid is gone).
-for d in /tmp/"$NAME".*.*; do
-  [ -d "$d" ] || continue
-  pid=${d#/tmp/"$NAME".}
-  pid=${pid%%.*}
-  [[ $pid =~ ^[0-9]+$ ]] && ! kill -0 "$pid" 2>/dev/null && rm -rf "$d"
-done
-RUN_DIR=/tmp/$NAME.$$.$RANDOM
-mkdir -m 700 "$RUN_DIR" || { RUN_DIR= && die 1 "cannot create a run directory under /tmp"; }
+make_run_dir
 FIFO=$RUN_DIR/cmd
 mkfifo "$FIFO" || die 1 "cannot create $FIFO"
 : >"$LOG" || die 2 "cannot write the log $LOG"
@@ -284,9 +175,7 @@ CMD=(ip netns exec "$NETNS" "$TESTPMD"
   -- -i --auto-start --forward-mode=io --nb-cores=1 --total-num-mbufs=32768
   --record-core-cycles)
 echo "# ${CMD[*]}" >>"$LOG"
-for ifc in "$IN_IF" "$OUT_IF"; do
-  ip -n "$NETNS" link show dev "$ifc" | grep -q PROMISC || PROMISC_OFF+=("$ifc")
-done
+record_promisc
 CREATED_XDP=1
 # setsid does not fork here (a background child of a script is no group
 # leader), so $! is testpmd's pid (setpriv, stdbuf and ip netns exec exec
@@ -304,7 +193,7 @@ deadline=$((SECONDS + READY_TIMEOUT))
 ready=
 while ((SECONDS < deadline)); do
   [ -z "$stop_requested" ] || die 1 "stopped by a signal before testpmd was ready"
-  alive || break
+  alive "$PID" || break
   grep -qE 'No probed ethernet devices|failed to initialize' "$LOG" && break
   if grep -q '^Start automatic packet forwarding' "$LOG" &&
     grep -q 'forwards packets on' "$LOG" &&
@@ -316,7 +205,7 @@ while ((SECONDS < deadline)); do
   sleep 0.2
 done
 if [ -z "$ready" ]; then
-  if ! alive; then
+  if ! alive "$PID"; then
     why="testpmd exited"
   elif grep -qE 'No probed ethernet devices|failed to initialize' "$LOG"; then
     why="testpmd could not set up the AF_XDP ports"
@@ -328,14 +217,13 @@ if [ -z "$ready" ]; then
 fi
 grep -qx dpdk-testpmd "/proc/$PID/comm" 2>/dev/null ||
   note "WARNING: pid $PID is not dpdk-testpmd (setsid forked?): stopping may leave it running"
-awk '/^Name:/ {n = $2} /^Cpus_allowed_list:/ {print "# thread " n " on CPUs " $2}' \
-  /proc/"$PID"/task/*/status >>"$LOG" 2>/dev/null
+log_threads "$PID"
 kernel_counters >"$RUN_DIR/k0"
 echo READY
 
 # --- wait ------------------------------------------------------------------------
 while [ -z "$stop_requested" ]; do
-  if ! alive; then
+  if ! alive "$PID"; then
     tail -n 25 "$LOG" | sed 's/^/  | /' >&2
     die 1 "testpmd exited on its own (log above, full log in $LOG)"
   fi
@@ -349,10 +237,10 @@ kernel_counters >"$RUN_DIR/k1"
 printf 'stop\nshow port stats all\nquit\n' >&3 2>/dev/null
 exec 3>&-
 for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-  alive || break
+  alive "$PID" || break
   sleep 0.1
 done
-alive && note "testpmd did not quit within ${STOP_TIMEOUT} s"
+alive "$PID" && note "testpmd did not quit within ${STOP_TIMEOUT} s"
 
 STATS=$(awk '
   function num(s) { return s + 0 }
