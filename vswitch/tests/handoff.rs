@@ -171,22 +171,8 @@ fn a_behind_receiver_costs_counted_drops_not_frames() {
 fn a_receiver_out_of_frames_counts_what_it_could_not_take() {
     // Worker 1 with a pool too small for a full batch.
     let snapshot = Arc::new(Snapshot::compile(&state(), 1).unwrap());
-    let mut mesh = handoff::mesh(2).unwrap();
-    let (inbox1, _) = mesh.pop().unwrap();
-    let (_, out0) = mesh.pop().unwrap();
+    let (slots0, slots1, inbox1) = slots_through_worker1(&snapshot, "pod2");
     let pod2 = usize::from(snapshot.port_id("pod2").unwrap());
-    let slots0 = (0..snapshot.ports.len())
-        .map(|i| {
-            if i == pod2 {
-                PortSlot::Remote(out0[1].clone().unwrap())
-            } else {
-                PortSlot::Local(MemoryPort::new())
-            }
-        })
-        .collect();
-    let slots1 = (0..snapshot.ports.len())
-        .map(|_| PortSlot::Local(MemoryPort::new()))
-        .collect();
     let config = PipelineConfig::default();
     let mut w0: MemWorker = Worker::with_handoff(
         HeapFramePool::new(POOL_FRAMES),

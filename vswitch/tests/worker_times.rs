@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::*;
-use xvs_vswitch::handoff;
 use xvs_vswitch::packet::HeapFramePool;
 use xvs_vswitch::pipeline::PipelineConfig;
 use xvs_vswitch::port::MemoryPort;
 use xvs_vswitch::snapshot::Snapshot;
-use xvs_vswitch::worker::{PortSlot, StageTimes, Worker, BATCH_BUCKETS};
+use xvs_vswitch::worker::{StageTimes, Worker, BATCH_BUCKETS};
 
 type MemWorker = Worker<HeapFramePool, MemoryPort>;
 
@@ -53,22 +52,8 @@ fn one_worker_times_its_stages() {
 fn hand_offs_are_timed_on_both_sides() {
     // Worker 0 reaches pod2 through worker 1, which serves every port.
     let snapshot = Arc::new(Snapshot::compile(&state(), 1).unwrap());
+    let (slots0, slots1, inbox1) = slots_through_worker1(&snapshot, "pod2");
     let pod2 = usize::from(snapshot.port_id("pod2").unwrap());
-    let mut mesh = handoff::mesh(2).unwrap();
-    let (inbox1, _) = mesh.pop().unwrap();
-    let (_, out0) = mesh.pop().unwrap();
-    let slots0 = (0..snapshot.ports.len())
-        .map(|i| {
-            if i == pod2 {
-                PortSlot::Remote(out0[1].clone().unwrap())
-            } else {
-                PortSlot::Local(MemoryPort::new())
-            }
-        })
-        .collect();
-    let slots1 = (0..snapshot.ports.len())
-        .map(|_| PortSlot::Local(MemoryPort::new()))
-        .collect();
     let worker = |slots, inbox| -> MemWorker {
         Worker::with_handoff(
             HeapFramePool::new(POOL_FRAMES),

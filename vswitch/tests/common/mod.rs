@@ -16,11 +16,12 @@ use xvs_control::state::{
     DEFAULT_GATEWAY_MAC, DEFAULT_POD_GATEWAY,
 };
 use xvs_vswitch::drop::{Counters, DropReason};
+use xvs_vswitch::handoff::{self, Inbox};
 use xvs_vswitch::packet::{FramePool, HeapFramePool};
 use xvs_vswitch::pipeline::PipelineConfig;
 use xvs_vswitch::port::MemoryPort;
 use xvs_vswitch::snapshot::Snapshot;
-use xvs_vswitch::worker::Worker;
+use xvs_vswitch::worker::{PortSlot, Worker};
 
 pub const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 1);
 pub const REMOTE_VTEP: Ipv4Addr = Ipv4Addr::new(192, 168, 50, 2);
@@ -671,4 +672,30 @@ pub fn state_with_default_route() -> DesiredState {
         next_hop_mac: MacAddr(DEFAULT_ROUTER_MAC),
     });
     s
+}
+
+/// Port slots of two workers where worker 0 reaches `port` only through
+/// worker 1 (a hand-off) and worker 1 serves every port itself, with
+/// worker 1's inbox.
+pub fn slots_through_worker1(
+    snapshot: &Snapshot,
+    port: &str,
+) -> (Vec<PortSlot<MemoryPort>>, Vec<PortSlot<MemoryPort>>, Inbox) {
+    let remote = usize::from(snapshot.port_id(port).unwrap());
+    let mut mesh = handoff::mesh(2).unwrap();
+    let (inbox1, _) = mesh.pop().unwrap();
+    let (_, out0) = mesh.pop().unwrap();
+    let slots0 = (0..snapshot.ports.len())
+        .map(|i| {
+            if i == remote {
+                PortSlot::Remote(out0[1].clone().unwrap())
+            } else {
+                PortSlot::Local(MemoryPort::new())
+            }
+        })
+        .collect();
+    let slots1 = (0..snapshot.ports.len())
+        .map(|_| PortSlot::Local(MemoryPort::new()))
+        .collect();
+    (slots0, slots1, inbox1)
 }
