@@ -163,7 +163,7 @@ impl RunningDut {
         let gateway = DEFAULT_GATEWAY_MAC.to_string();
         let mut dut = RunningDut {
             kind,
-            traffic: l2.clone(),
+            traffic: l2,
             child: None,
             lines: None,
             report: None,
