@@ -1,7 +1,7 @@
 //! xvs control plane: the desired-state model shared by every source of
 //! configuration (config files, the control socket, the CNI plugin, datastore
-//! watchers) and, in later steps, the socket protocol, its server loop and
-//! the `xvsctl` CLI.
+//! watchers), the control socket's wire format (`protocol`) and, in later
+//! steps, its server loop and the `xvsctl` CLI.
 //!
 //! This crate never touches packets and never links the datapath: `xvs-cni`
 //! and `xvsctl` depend on it and must stay light. The datapath (`vswitch`)
@@ -10,4 +10,5 @@
 
 #![forbid(unsafe_code)]
 
+pub mod protocol;
 pub mod state;
