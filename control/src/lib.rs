@@ -1,7 +1,8 @@
 //! xvs control plane: the desired-state model shared by every source of
 //! configuration (config files, the control socket, the CNI plugin, datastore
-//! watchers), the control socket's wire format (`protocol`) and, in later
-//! steps, its server loop and the `xvsctl` CLI.
+//! watchers), the control socket's wire format (`protocol`), its server loop
+//! (`server`, generic over a handler) and blocking client (`client`), and
+//! in later steps the `xvsctl` CLI.
 //!
 //! This crate never touches packets and never links the datapath: `xvs-cni`
 //! and `xvsctl` depend on it and must stay light. The datapath (`vswitch`)
@@ -10,5 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod protocol;
+pub mod server;
 pub mod state;
