@@ -15,7 +15,7 @@ pub const DEFAULT_SOCKET: &str = "/run/xvs/xvsd.sock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("{path}: {source} (is xvsd running?)")]
+    #[error("{path}: {source}{}", if matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) { " (is xvsd running?)" } else { "" })]
     Connect { path: String, source: io::Error },
     #[error("control socket: {0}")]
     Io(#[from] io::Error),

@@ -6,10 +6,12 @@
 //! connection is read line by line ([`LineBuffer`], so bounded memory per
 //! connection), each request answered in order on the same connection.
 //!
-//! Who may connect: the socket file is created mode 0600 (root only), and
-//! every connection's peer credentials (`SO_PEERCRED`) are checked against
-//! the allowed uids (root always) before any request is read; a refused
-//! peer gets one `permission-denied` response and is closed. Connections
+//! Who may connect: the socket file is created mode 0600 (root only; mode
+//! 0666 when other uids are allowed, which then only the check below keeps
+//! out), and every connection's peer credentials (`SO_PEERCRED`) are
+//! checked against the allowed uids (root always) before any request is
+//! read; a refused peer gets one `permission-denied` response and is
+//! closed. Connections
 //! beyond [`MAX_CONNECTIONS`] wait for a slot.
 
 use std::io;
@@ -78,7 +80,12 @@ impl Server {
             Err(_) => {}
         }
         let listener = UnixListener::bind(path)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        let mode = if allowed_uids.is_empty() {
+            0o600
+        } else {
+            0o666
+        };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
         Ok(Server {
             listener,
             path: path.to_path_buf(),

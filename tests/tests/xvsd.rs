@@ -489,3 +489,89 @@ fn unusable_cores_are_refused() {
         assert!(!xdp_attached("xte1"), "--cores {cores} left XDP attached");
     }
 }
+
+/// The control socket: `xvsctl show` and `version` as root and as an
+/// allowed uid, a uid that is not allowed refused by its credentials,
+/// garbage and an unknown method answered with errors while xvsd keeps
+/// forwarding, and the socket file gone after shutdown.
+#[test]
+fn control_socket_show_and_peer_check() {
+    let Some(_serial) = root_or_skip("control_socket_show_and_peer_check") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    topo.pod("xtc-pod1", "xtc1", "10.244.1.71", "02:00:00:0c:00:01");
+    topo.pod("xtc-pod2", "xtc2", "10.244.1.72", "02:00:00:0c:00:02");
+    let socket = std::env::temp_dir().join(format!("xvs-ctl-test-{}.sock", std::process::id()));
+    let socket_arg = socket.display().to_string();
+    let xvsd = Xvsd::start(&[
+        "--node-ip",
+        "192.168.77.1",
+        "--pod-cidr",
+        "10.244.1.0/24",
+        "--pod",
+        "xtc1,10.244.1.71,02:00:00:0c:00:01",
+        "--pod",
+        "xtc2,10.244.1.72,02:00:00:0c:00:02",
+        "--control-socket",
+        &socket_arg,
+        "--control-uid",
+        "65534",
+    ]);
+    let xvsctl = common::bin_path("xvsctl");
+    let ctl = |prefix: &str, args: &str| {
+        sh(&format!(
+            "{prefix} {} --socket {socket_arg} {args}",
+            xvsctl.display()
+        ))
+    };
+    let out = ctl("", "-o json show");
+    assert!(out.status.success(), "{out:?}");
+    let show: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = show["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["xtc1", "xtc2"], "{show}");
+    assert_eq!(show["ports"][0]["xdp"], "native", "{show}");
+    assert_eq!(show["workers"].as_array().unwrap().len(), 1, "{show}");
+    let table = String::from_utf8_lossy(&ctl("", "show").stdout).into_owned();
+    assert!(
+        table.starts_with("NAME") && table.contains("xtc2  native  copy"),
+        "{table}"
+    );
+    // An allowed uid is served; another is refused by its credentials.
+    let nobody = ctl(
+        "setpriv --reuid 65534 --regid 65534 --clear-groups",
+        "version",
+    );
+    assert!(nobody.status.success(), "{nobody:?}");
+    assert!(String::from_utf8_lossy(&nobody.stdout).contains("control protocol 1"));
+    let other = ctl(
+        "setpriv --reuid 65533 --regid 65533 --clear-groups",
+        "version",
+    );
+    assert!(!other.status.success());
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        err.contains("permission-denied") && err.contains("uid 65533"),
+        "{err}"
+    );
+    // Garbage, an unknown method and a good request on one connection.
+    let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    conn.write_all(b"garbage\n{\"version\":1,\"id\":2,\"method\":\"frobnicate\"}\n{\"version\":1,\"id\":3,\"method\":\"version\"}\n")
+        .unwrap();
+    let replies: Vec<serde_json::Value> = BufReader::new(conn)
+        .lines()
+        .take(3)
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(replies[0]["error"]["code"], "parse-error", "{replies:?}");
+    assert_eq!(replies[1]["error"]["code"], "unknown-method", "{replies:?}");
+    assert_eq!(replies[2]["result"]["protocol"], 1, "{replies:?}");
+    assert!(ping("xtc-pod1", "10.244.1.72", 2), "{}", xvsd.log());
+    xvsd.terminate();
+    assert!(!socket.exists(), "the socket file is removed at shutdown");
+}

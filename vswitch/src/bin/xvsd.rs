@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use xvs_control::server::Server;
 use xvs_vswitch::daemon::config::{Flags, XvsdConfig};
+use xvs_vswitch::daemon::control::Control;
 use xvs_vswitch::daemon::{write_atomically, Datapath, Report};
 
 fn main() -> ExitCode {
@@ -27,6 +29,41 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds the control socket and serves it on a thread of its own (a
+/// single-threaded tokio runtime, off the datapath cores) until `stop`;
+/// the socket file is removed when it ends.
+fn serve_control(
+    path: &str,
+    flags: &Flags,
+    handler: Control,
+    stop: &Arc<AtomicBool>,
+) -> Result<std::thread::JoinHandle<()>, Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let server = runtime.block_on(Server::bind(
+        std::path::Path::new(path),
+        flags.control_uids.clone(),
+    ))?;
+    tracing::info!(path, allowed_uids = ?flags.control_uids, "control socket");
+    let stop = stop.clone();
+    Ok(std::thread::Builder::new()
+        .name("xvs-control".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let serving = tokio::spawn(server.serve(Arc::new(handler)));
+                while !stop.load(Ordering::Relaxed) && !serving.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                serving.abort();
+                if let Ok(Err(e)) = serving.await {
+                    tracing::error!("control socket: {e}");
+                }
+            });
+        })?)
 }
 
 fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
@@ -57,11 +94,26 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
             "worker up"
         );
     }
+    let control = match flags.control_socket.as_str() {
+        "none" => None,
+        path => Some(
+            serve_control(
+                path,
+                flags,
+                Control::new(&datapath.ports, &datapath.workers),
+                &stop,
+            )
+            .map_err(|e| format!("--control-socket {path}: {e}"))?,
+        ),
+    };
     tracing::info!("ready: forwarding on {} ports", datapath.ports.len());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("stopping");
+    if let Some(thread) = control {
+        let _ = thread.join();
+    }
     let report = datapath.stop();
     if let Some(report) = &report {
         for p in &report.ports {

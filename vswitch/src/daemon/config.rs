@@ -197,6 +197,13 @@ pub struct Flags {
     /// their thread ids and stage times, drops) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report_json: Option<PathBuf>,
+    /// The control socket (`none`: no control socket).
+    #[arg(long, default_value = xvs_control::client::DEFAULT_SOCKET)]
+    pub control_socket: String,
+    /// A uid that may use the control socket besides root (repeatable);
+    /// the socket is then world-connectable and each peer's uid checked.
+    #[arg(long = "control-uid")]
+    pub control_uids: Vec<u32>,
 }
 
 fn flag_err(flag: &'static str, value: &str, expected: &'static str) -> ConfigError {

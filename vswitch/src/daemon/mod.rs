@@ -32,6 +32,7 @@
 //! asleep counts as idle in the worker's [`StageTimes`].
 
 pub mod config;
+pub mod control;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
