@@ -493,7 +493,8 @@ fn unusable_cores_are_refused() {
 /// The control socket: `xvsctl show` and `version` as root and as an
 /// allowed uid, a uid that is not allowed refused by its credentials,
 /// garbage and an unknown method answered with errors while xvsd keeps
-/// forwarding, and the socket file gone after shutdown.
+/// forwarding, a second xvsd on the same socket refused before it touches
+/// the ports, and the socket file gone after shutdown.
 #[test]
 fn control_socket_show_and_peer_check() {
     let Some(_serial) = root_or_skip("control_socket_show_and_peer_check") else {
@@ -571,6 +572,14 @@ fn control_socket_show_and_peer_check() {
     assert_eq!(replies[0]["error"]["code"], "parse-error", "{replies:?}");
     assert_eq!(replies[1]["error"]["code"], "unknown-method", "{replies:?}");
     assert_eq!(replies[2]["result"]["protocol"], 1, "{replies:?}");
+    // A second xvsd on the same socket stops before touching the ports.
+    let second = sh(&format!(
+        "{} --node-ip 192.168.77.1 --pod-cidr 10.244.1.0/24 --pod xtc1,10.244.1.71,02:00:00:0c:00:01 --control-socket {socket_arg}",
+        common::bin_path("xvsd").display()
+    ));
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another xvsd is listening"), "{err}");
     assert!(ping("xtc-pod1", "10.244.1.72", 2), "{}", xvsd.log());
     xvsd.terminate();
     assert!(!socket.exists(), "the socket file is removed at shutdown");

@@ -31,39 +31,53 @@ fn main() -> ExitCode {
     }
 }
 
-/// Binds the control socket and serves it on a thread of its own (a
-/// single-threaded tokio runtime, off the datapath cores) until `stop`;
-/// the socket file is removed when it ends.
-fn serve_control(
-    path: &str,
-    flags: &Flags,
-    handler: Control,
-    stop: &Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<()>, Box<dyn std::error::Error>> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    let server = runtime.block_on(Server::bind(
-        std::path::Path::new(path),
-        flags.control_uids.clone(),
-    ))?;
-    tracing::info!(path, allowed_uids = ?flags.control_uids, "control socket");
-    let stop = stop.clone();
-    Ok(std::thread::Builder::new()
-        .name("xvs-control".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let serving = tokio::spawn(server.serve(Arc::new(handler)));
-                while !stop.load(Ordering::Relaxed) && !serving.is_finished() {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                serving.abort();
-                if let Ok(Err(e)) = serving.await {
-                    tracing::error!("control socket: {e}");
-                }
-            });
-        })?)
+/// The control socket, bound before the datapath starts: a second xvsd
+/// finds the first one listening and stops there, before it could replace
+/// the first one's XDP programs.
+struct ControlSocket {
+    runtime: tokio::runtime::Runtime,
+    server: Server,
+}
+
+impl ControlSocket {
+    fn bind(path: &str, flags: &Flags) -> Result<ControlSocket, Box<dyn std::error::Error>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let server = runtime.block_on(Server::bind(
+            std::path::Path::new(path),
+            flags.control_uids.clone(),
+        ))?;
+        tracing::info!(path, allowed_uids = ?flags.control_uids, "control socket");
+        Ok(ControlSocket { runtime, server })
+    }
+
+    /// Serves on a thread of its own (a single-threaded tokio runtime, off
+    /// the datapath cores) until `stop`; the socket file is removed when
+    /// it ends.
+    fn serve(
+        self,
+        handler: Control,
+        stop: &Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let stop = stop.clone();
+        let ControlSocket { runtime, server } = self;
+        std::thread::Builder::new()
+            .name("xvs-control".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let serving = tokio::spawn(server.serve(Arc::new(handler)));
+                    while !stop.load(Ordering::Relaxed) && !serving.is_finished() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    serving.abort();
+                    if let Ok(Err(e)) = serving.await {
+                        tracing::error!("control socket: {e}");
+                    }
+                });
+            })
+    }
 }
 
 fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
@@ -75,6 +89,13 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
+    let control = match flags.control_socket.as_str() {
+        "none" => None,
+        path => Some(
+            ControlSocket::bind(path, flags)
+                .map_err(|e| format!("--control-socket {path}: {e}"))?,
+        ),
+    };
     let mut datapath = Datapath::start(&config, stop.clone())?;
     for p in &datapath.ports {
         tracing::info!(
@@ -94,17 +115,11 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
             "worker up"
         );
     }
-    let control = match flags.control_socket.as_str() {
-        "none" => None,
-        path => Some(
-            serve_control(
-                path,
-                flags,
-                Control::new(&datapath.ports, &datapath.workers),
-                &stop,
-            )
-            .map_err(|e| format!("--control-socket {path}: {e}"))?,
-        ),
+    let control = match control {
+        None => None,
+        Some(socket) => {
+            Some(socket.serve(Control::new(&datapath.ports, &datapath.workers), &stop)?)
+        }
     };
     tracing::info!("ready: forwarding on {} ports", datapath.ports.len());
     while !stop.load(Ordering::Relaxed) {
