@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin_path, root_or_skip, run, Topology, Xvsd};
+use common::{bin_path, root_or_skip, routed_pods, run, Topology};
 use serde_json::Value;
 
 const FLOWS: u32 = 100;
@@ -92,18 +92,14 @@ fn generator_through_xvsd_routing() {
         return;
     };
     let mut topo = Topology::default();
-    topo.pod("xtq-pod1", "xtq1", "10.244.1.61", "02:00:00:12:00:01");
-    topo.pod("xtq-pod2", "xtq2", "10.244.1.62", "02:00:00:12:00:02");
-    let xvsd = Xvsd::start(&[
-        "--node-ip",
-        "192.168.77.1",
-        "--pod-cidr",
-        "10.244.1.0/24",
-        "--pod",
-        "xtq1,10.244.1.61,02:00:00:12:00:01",
-        "--pod",
-        "xtq2,10.244.1.62,02:00:00:12:00:02",
-    ]);
+    let xvsd = routed_pods(
+        &mut topo,
+        &[
+            ("xtq-pod1", "xtq1", "10.244.1.61", "02:00:00:12:00:01"),
+            ("xtq-pod2", "xtq2", "10.244.1.62", "02:00:00:12:00:02"),
+        ],
+        &[],
+    );
     // 20 kpps: the live engine sends a rate that low smoothly (a run of
     // one frame per BPF_PROG_RUN); at 100 kpps it comes in bursts of
     // ~1500 frames, more than xvsd's copy-mode transmit to a veth absorbs.

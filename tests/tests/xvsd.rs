@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
-use common::{iperf3, ping, ping_eventually, root_or_skip, run, sh, Topology, Xvsd};
+use common::{iperf3, ping, ping_eventually, root_or_skip, routed_pods, run, sh, Topology, Xvsd};
 
 const POD_CIDR: &str = "10.244.1.0/24";
 
@@ -501,24 +501,16 @@ fn control_socket_show_and_peer_check() {
         return;
     };
     let mut topo = Topology::default();
-    topo.pod("xtc-pod1", "xtc1", "10.244.1.71", "02:00:00:0c:00:01");
-    topo.pod("xtc-pod2", "xtc2", "10.244.1.72", "02:00:00:0c:00:02");
     let socket = std::env::temp_dir().join(format!("xvs-ctl-test-{}.sock", std::process::id()));
     let socket_arg = socket.display().to_string();
-    let xvsd = Xvsd::start(&[
-        "--node-ip",
-        "192.168.77.1",
-        "--pod-cidr",
-        "10.244.1.0/24",
-        "--pod",
-        "xtc1,10.244.1.71,02:00:00:0c:00:01",
-        "--pod",
-        "xtc2,10.244.1.72,02:00:00:0c:00:02",
-        "--control-socket",
-        &socket_arg,
-        "--control-uid",
-        "65534",
-    ]);
+    let xvsd = routed_pods(
+        &mut topo,
+        &[
+            ("xtc-pod1", "xtc1", "10.244.1.71", "02:00:00:0c:00:01"),
+            ("xtc-pod2", "xtc2", "10.244.1.72", "02:00:00:0c:00:02"),
+        ],
+        &["--control-socket", &socket_arg, "--control-uid", "65534"],
+    );
     let xvsctl = common::bin_path("xvsctl");
     let ctl = |prefix: &str, args: &str| {
         sh(&format!(

@@ -101,8 +101,7 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
     let settings = json!({
         "frame_size": cli.size, "trial_seconds": cli.seconds, "search_steps": cli.steps,
         "loss_limit": xvs_perf::bench::trial::LOSS_LIMIT, "flows": cli.flows,
-        "gen_core": cli.gen_core, "dut_core": cli.dut_core,
-    "kind": "udp",
+        "gen_core": cli.gen_core, "dut_core": cli.dut_core, "kind": "udp",
     });
     let placement = placement(cli);
     let progress = ProgressBar::with_draw_target(

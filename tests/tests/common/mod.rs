@@ -308,3 +308,18 @@ pub fn iperf3(server_ns: &str, server_ip: &str, client_ns: &str, extra: &str) ->
     let text = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("iperf3 output ({e}): {text}"))
 }
+
+/// Pods `(netns, host end, ip, mac)` in `topo` and an xvsd routing them
+/// (node 192.168.77.1, pod CIDR 10.244.1.0/24), with `extra` flags.
+pub fn routed_pods(topo: &mut Topology, pods: &[(&str, &str, &str, &str)], extra: &[&str]) -> Xvsd {
+    let mut args: Vec<String> = ["--node-ip", "192.168.77.1", "--pod-cidr", "10.244.1.0/24"]
+        .map(String::from)
+        .to_vec();
+    for (ns, host, ip, mac) in pods {
+        topo.pod(ns, host, ip, mac);
+        args.push("--pod".into());
+        args.push(format!("{host},{ip},{mac}"));
+    }
+    args.extend(extra.iter().map(|s| (*s).to_string()));
+    Xvsd::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
