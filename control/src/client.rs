@@ -52,15 +52,18 @@ impl Client {
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;
         self.next_id += 1;
-        self.writer
-            .write_all(Request::new(id, method, params).to_line().as_bytes())?;
+        // A refused peer is answered and closed at once, maybe before the
+        // request is written: a failed write still reads that answer.
+        let written = self
+            .writer
+            .write_all(Request::new(id, method, params).to_line().as_bytes());
         let mut line = Vec::new();
         // Bounded like the server's lines (+1 for the newline).
         let limit = u64::try_from(MAX_LINE_BYTES + 1).unwrap_or(u64::MAX);
-        (&mut self.reader)
-            .take(limit)
-            .read_until(b'\n', &mut line)?;
+        let read = (&mut self.reader).take(limit).read_until(b'\n', &mut line);
         if line.pop() != Some(b'\n') {
+            written?;
+            read?;
             return Err(ClientError::Closed);
         }
         let response = Response::from_line(&line).map_err(ClientError::Refused)?;
@@ -69,5 +72,36 @@ impl Client {
             (Some(result), None) => Ok(result),
             (None, None) => Ok(Value::Null),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ErrorCode;
+
+    /// A server that answers and closes without reading (as xvsd does to a
+    /// refused peer): the client reports the answer, not the broken pipe
+    /// of a request larger than the socket buffer.
+    #[test]
+    fn an_answer_before_the_request_is_read_is_reported() {
+        let path = std::env::temp_dir().join(format!("xvs-client-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.write_all(
+                b"{\"id\":0,\"error\":{\"code\":\"permission-denied\",\"message\":\"uid 7\"}}\n",
+            )
+            .unwrap();
+        });
+        let mut client = Client::connect(&path).unwrap();
+        let big = Value::String("x".repeat(MAX_LINE_BYTES / 2));
+        match client.call("show", big) {
+            Err(ClientError::Refused(e)) => assert_eq!(e.code, ErrorCode::PermissionDenied),
+            other => panic!("{other:?}"),
+        }
+        server.join().unwrap();
+        std::fs::remove_file(&path).unwrap();
     }
 }
