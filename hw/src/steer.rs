@@ -246,6 +246,14 @@ impl SteeringProgram {
         self.update("xsks", &queue.to_ne_bytes(), &fd.as_raw_fd().to_ne_bytes())
     }
 
+    /// As [`SteeringProgram::register_socket`], for a descriptor another
+    /// thread owns (a worker's socket, registered by the control thread
+    /// while the worker keeps it open). A number that is not an AF_XDP
+    /// socket is refused by the kernel.
+    pub fn register_socket_fd(&self, queue: u32, fd: std::os::fd::RawFd) -> Result<(), SteerError> {
+        self.update("xsks", &queue.to_ne_bytes(), &fd.to_ne_bytes())
+    }
+
     pub fn mode(&self) -> AttachMode {
         self.mode
     }

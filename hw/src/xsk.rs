@@ -216,6 +216,11 @@ struct Socket {
     comp: Box<sys::xsk_ring_cons>,
     mode: BindMode,
     stats: SocketStats,
+    /// Where it is bound, to recognise a retired socket's binding.
+    ifindex: i32,
+    queue: u32,
+    /// Removed, but kept open: see [`Xsk::remove_socket`].
+    retired: bool,
 }
 
 impl Drop for Socket {
@@ -236,7 +241,9 @@ pub type SocketId = usize;
 /// A worker's UMEM and its sockets.
 pub struct Xsk {
     // Declared before `umem`: sockets must go before the UMEM they share.
-    sockets: Vec<Socket>,
+    // A removed socket leaves `None`, so ids stay stable; the slot is
+    // reused by the next socket added.
+    sockets: Vec<Option<Socket>>,
     umem: NonNull<sys::xsk_umem>,
     /// The fill and completion rings made with the UMEM, given to its first
     /// socket.
@@ -335,6 +342,20 @@ impl Xsk {
     ) -> Result<SocketId, XskError> {
         let ring = check_ring(ring)?;
         let name = CString::new(ifname).map_err(|_| XskError::NoInterface(ifname.to_string()))?;
+        let ifindex = crate::steer::ifindex(ifname)
+            .ok_or_else(|| XskError::NoInterface(ifname.to_string()))?;
+        // The retired first socket still holds this binding: take it back
+        // (a second socket on the same queue would share its rings).
+        let revived = self.sockets.iter_mut().enumerate().find_map(|(id, s)| {
+            let s = s.as_mut().filter(|s| s.retired)?;
+            (s.ifindex == ifindex && s.queue == queue).then(|| {
+                s.retired = false;
+                id
+            })
+        });
+        if let Some(id) = revived {
+            return Ok(id);
+        }
         // Zero-copy first (unless refused by the caller), then copy. Only
         // the UMEM's first socket chooses: libxdp binds later ones with
         // XDP_SHARED_UMEM, which inherits the first one's mode, so the mode
@@ -377,7 +398,7 @@ impl Xsk {
             };
             let Some(xsk) = NonNull::new(xsk).filter(|_| rc == 0) else {
                 last = io::Error::from_raw_os_error(-rc);
-                if self.sockets.is_empty() && self.first_rings.is_none() {
+                if self.sockets.iter().all(Option::is_none) && self.first_rings.is_none() {
                     // Not consumed: the UMEM's own rings stay for the next try.
                     self.first_rings = Some((fill, comp));
                 }
@@ -389,7 +410,7 @@ impl Xsk {
             // SAFETY: `xsk` is a live socket just created.
             let fd = unsafe { sys::xsk_socket__fd(xsk.as_ptr()) };
             let mode = bind_mode(fd);
-            self.sockets.push(Socket {
+            let socket = Some(Socket {
                 xsk,
                 fd,
                 rx,
@@ -398,8 +419,20 @@ impl Xsk {
                 comp,
                 mode,
                 stats: SocketStats::default(),
+                ifindex,
+                queue,
+                retired: false,
             });
-            return Ok(self.sockets.len() - 1);
+            return Ok(match self.sockets.iter().position(Option::is_none) {
+                Some(id) => {
+                    self.sockets[id] = socket;
+                    id
+                }
+                None => {
+                    self.sockets.push(socket);
+                    self.sockets.len() - 1
+                }
+            });
         }
         Err(XskError::Socket {
             ifname: ifname.to_string(),
@@ -412,16 +445,16 @@ impl Xsk {
     pub fn fd(&self, id: SocketId) -> BorrowedFd<'_> {
         // SAFETY: the fd belongs to a socket this value owns and stays open
         // as long as the returned borrow of `self`.
-        unsafe { BorrowedFd::borrow_raw(self.sockets[id].fd) }
+        unsafe { BorrowedFd::borrow_raw(self.socket(id).fd) }
     }
 
     pub fn mode(&self, id: SocketId) -> BindMode {
-        self.sockets[id].mode
+        self.socket(id).mode
     }
 
     /// Counters of socket `id`: ours, and the kernel's read now.
     pub fn stats(&self, id: SocketId) -> SocketStats {
-        let mut stats = self.sockets[id].stats;
+        let mut stats = self.socket(id).stats;
         let mut k = libc::xdp_statistics {
             rx_dropped: 0,
             rx_invalid_descs: 0,
@@ -435,7 +468,7 @@ impl Xsk {
         // says how much of `k` it may (older kernels write less).
         let rc = unsafe {
             libc::getsockopt(
-                self.sockets[id].fd,
+                self.socket(id).fd,
                 libc::SOL_XDP,
                 libc::XDP_STATISTICS,
                 (&raw mut k).cast(),
@@ -452,8 +485,106 @@ impl Xsk {
         stats
     }
 
+    /// Sockets open for traffic (removed and retired ones not counted).
     pub fn sockets(&self) -> usize {
-        self.sockets.len()
+        self.live_sockets().count()
+    }
+
+    fn live_sockets(&self) -> impl Iterator<Item = &Socket> {
+        self.sockets.iter().flatten().filter(|s| !s.retired)
+    }
+
+    /// # Panics
+    /// If `id` was removed: a bug in the caller's bookkeeping.
+    fn socket(&self, id: SocketId) -> &Socket {
+        match self.sockets.get(id) {
+            Some(Some(s)) => s,
+            _ => panic!("socket {id} does not exist"),
+        }
+    }
+
+    /// Closes socket `id` and takes back every frame lent to it: what it
+    /// received is freed, what it sent and the kernel completed is reaped,
+    /// and the descriptors still waiting in its fill and tx rings are read
+    /// back out of the rings. Returns how many frames came back. Remove
+    /// the socket from its XSKMAP (or detach the program) first, so the
+    /// kernel stops filling it.
+    ///
+    /// The UMEM's first socket cannot be closed while the UMEM lives
+    /// (libxdp registered the UMEM on its descriptor), so it is retired
+    /// instead: left bound and idle, never polled; what it received and
+    /// completed comes back, but its fill and tx rings keep their frames
+    /// (at most two rings' worth, once per UMEM), as the kernel may still
+    /// hold cached indices into them. A later socket on the same
+    /// interface and queue revives it; the kernel unbinds it when its
+    /// interface goes.
+    ///
+    /// A zero-copy driver may still consume tx descriptors between the
+    /// read-back and the close; such a frame could be reused while the
+    /// NIC sends it, garbling that one packet (never memory safety: the
+    /// kernel only reads it). Copy mode transmits only inside `sendto`.
+    ///
+    /// # Panics
+    /// If `id` was already removed.
+    pub fn remove_socket(&mut self, id: SocketId) -> usize {
+        let before = self.lent;
+        let mut rx = Vec::new();
+        self.receive(id, usize::MAX, |d| rx.push(d.frame));
+        for f in rx {
+            self.free(f);
+        }
+        self.reap(id);
+        if self.socket(id).fd == self.umem_fd() {
+            // Its fill and tx rings stay as they are, lent: the kernel may
+            // still hold cached ring indices, and a revived socket carries
+            // on with them.
+            socket_mut(&mut self.sockets, id).retired = true;
+            return (before - self.lent) as usize;
+        }
+        let s = socket_mut(&mut self.sockets, id);
+        let mut waiting = Vec::new();
+        // SAFETY: `consumer` points at the live fill ring's consumer index,
+        // advanced by the kernel: read atomically, as libxdp does.
+        let consumer = unsafe { std::sync::atomic::AtomicU32::from_ptr(s.fill.consumer) }
+            .load(std::sync::atomic::Ordering::Acquire);
+        // SAFETY: `producer` is ours; the kernel only reads it.
+        let producer = unsafe { *s.fill.producer };
+        for i in 0..producer.wrapping_sub(consumer) {
+            let idx = consumer.wrapping_add(i);
+            // SAFETY: an index of the live fill ring (the function masks
+            // it and returns a pointer into the ring).
+            let slot = unsafe { sys::xsk_ring_prod__fill_addr(&mut *s.fill, idx) };
+            // SAFETY: entries between consumer and producer are ours to read.
+            waiting.push(unsafe { *slot });
+        }
+        let pending = tx_pending(s);
+        // SAFETY: `producer` is ours.
+        let producer = unsafe { *s.tx.producer };
+        for i in 0..pending {
+            let idx = producer.wrapping_sub(pending).wrapping_add(i);
+            // SAFETY: as above, for the tx ring.
+            let slot = unsafe { sys::xsk_ring_prod__tx_desc(&mut *s.tx, idx) };
+            // SAFETY: a submitted entry the kernel has not consumed.
+            waiting.push(unsafe { (*slot).addr });
+        }
+        // Closing the socket (libxdp unmaps its rings) before the frames
+        // go back: the kernel forgets them first.
+        self.sockets[id] = None;
+        for addr in waiting {
+            if let Ok(f) = u32::try_from(addr / u64::from(FRAME_SIZE)) {
+                if f < self.frames && !self.is_user(f) {
+                    self.free.push(f);
+                    self.lent -= 1;
+                }
+            }
+        }
+        (before - self.lent) as usize
+    }
+
+    /// The descriptor libxdp registered the UMEM on.
+    fn umem_fd(&self) -> RawFd {
+        // SAFETY: the UMEM is live for as long as `self`.
+        unsafe { sys::xsk_umem__fd(self.umem.as_ptr()) }
     }
 
     // ---- frames held by userspace ----
@@ -573,7 +704,7 @@ impl Xsk {
     /// replies still find frames). Returns how many.
     pub fn refill(&mut self, id: SocketId, keep_free: usize) -> usize {
         let available = self.free.len().saturating_sub(keep_free);
-        let s = &mut self.sockets[id];
+        let s = socket_mut(&mut self.sockets, id);
         let want = u32::try_from(available)
             .unwrap_or(u32::MAX)
             .min(s.fill.size);
@@ -615,7 +746,7 @@ impl Xsk {
     /// Takes up to `max` received packets off the socket's rx ring; they
     /// become held by userspace.
     pub fn receive(&mut self, id: SocketId, max: usize, mut each: impl FnMut(RxDesc)) -> usize {
-        let s = &mut self.sockets[id];
+        let s = socket_mut(&mut self.sockets, id);
         let mut idx = 0;
         let max = u32::try_from(max).unwrap_or(u32::MAX);
         // SAFETY: the rx ring is live.
@@ -665,7 +796,7 @@ impl Xsk {
                 "transmit of {d:?}, not a packet held by userspace"
             );
         }
-        let s = &mut self.sockets[id];
+        let s = socket_mut(&mut self.sockets, id);
         let mut idx = 0;
         let want = u32::try_from(descs.len()).unwrap_or(u32::MAX);
         let n = reserve_up_to(&mut s.tx, want, &mut idx);
@@ -715,7 +846,7 @@ impl Xsk {
     /// Takes the frames the kernel finished sending off the completion ring
     /// and frees them. Returns how many.
     pub fn reap(&mut self, id: SocketId) -> usize {
-        let s = &mut self.sockets[id];
+        let s = socket_mut(&mut self.sockets, id);
         let mut idx = 0;
         // SAFETY: the completion ring is live.
         let n = unsafe { sys::xsk_ring_cons__peek(&mut *s.comp, s.comp.size, &mut idx) };
@@ -741,8 +872,7 @@ impl Xsk {
     /// idle back-off of a worker). Returns whether anything is ready.
     pub fn wait_rx(&self, also: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<bool> {
         let mut fds: Vec<libc::pollfd> = self
-            .sockets
-            .iter()
+            .live_sockets()
             .map(|s| s.fd)
             .chain(also.iter().map(AsRawFd::as_raw_fd))
             .map(|fd| libc::pollfd {
@@ -778,13 +908,26 @@ impl Xsk {
             lent: self.lent,
             ..Accounting::default()
         };
-        for s in &self.sockets {
+        // Retired sockets too: their rings still hold frames.
+        for s in self.sockets.iter().flatten() {
             a.fill += ring_entries(&s.fill.producer, &s.fill.consumer);
             a.rx += ring_entries(&s.rx.producer, &s.rx.consumer);
             a.tx += ring_entries(&s.tx.producer, &s.tx.consumer);
             a.completion += ring_entries(&s.comp.producer, &s.comp.consumer);
         }
         a
+    }
+}
+
+/// Socket `id` of `sockets` (a function, not a method, so the caller can
+/// borrow the `Xsk`'s other fields meanwhile).
+///
+/// # Panics
+/// If `id` was removed: a bug in the caller's bookkeeping.
+fn socket_mut(sockets: &mut [Option<Socket>], id: SocketId) -> &mut Socket {
+    match sockets.get_mut(id) {
+        Some(Some(s)) => s,
+        _ => panic!("socket {id} does not exist"),
     }
 }
 
