@@ -47,6 +47,10 @@ pub const PARCELS_PER_LINK: usize = 32;
 /// The bytes of up to one batch of packets bound for one port.
 pub struct Parcel {
     port: PortId,
+    /// The snapshot generation `port` was numbered under: port ids change
+    /// when ports come and go, so a parcel from before a reconfiguration
+    /// is dropped rather than sent out of whatever port has its id now.
+    generation: u64,
     lens: ArrayVec<u16, BATCH_SIZE>,
     bytes: Box<[u8]>,
 }
@@ -55,6 +59,7 @@ impl Parcel {
     fn new() -> Self {
         Parcel {
             port: 0,
+            generation: 0,
             lens: ArrayVec::new(),
             bytes: vec![0; BATCH_SIZE * MAX_FRAME_LEN].into_boxed_slice(),
         }
@@ -95,6 +100,24 @@ impl Doorbell {
         self.ear.as_fd()
     }
 
+    /// Rings whether or not the worker sleeps (the control thread, after
+    /// queueing work for it).
+    pub fn ring(&self) {
+        let _ = self.bell.send(&[1]);
+    }
+
+    /// Empties the doorbell after a wake-up.
+    pub fn drain(&self) {
+        let mut buf = [0u8; 16];
+        loop {
+            match self.ear.recv(&mut buf) {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+
     fn ring_if_sleeping(&self) {
         fence(Ordering::SeqCst);
         if self.sleeping.swap(false, Ordering::Relaxed) {
@@ -132,14 +155,22 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Copies `batch` into a parcel for `port`, sends it and frees the
+    /// Copies `batch` into a parcel for `port` (of snapshot `generation`),
+    /// sends it and frees the
     /// frames, leaving `batch` empty. Returns how many packets it sent; the
     /// rest were dropped: all of them when the receiver is behind (no empty
     /// parcel), and any longer than a frame's data window.
-    pub fn send<P: FramePool>(&self, pool: &mut P, port: PortId, batch: &mut Batch) -> usize {
+    pub fn send<P: FramePool>(
+        &self,
+        pool: &mut P,
+        port: PortId,
+        generation: u64,
+        batch: &mut Batch,
+    ) -> usize {
         let mut sent = 0;
         if let Some(mut parcel) = self.link.empty.pop() {
             parcel.port = port;
+            parcel.generation = generation;
             parcel.lens.clear();
             for pkt in batch.iter() {
                 let data = pkt.data(pool);
@@ -174,21 +205,30 @@ pub struct Delivered {
     pub packets: usize,
     /// Packets dropped because the pool had no free frame.
     pub no_frame: usize,
+    /// Packets dropped because they were numbered under another snapshot.
+    pub stale: usize,
 }
 
 impl Inbox {
     /// Takes every waiting parcel: copies its packets into frames of
     /// `pool` (after the headroom, as received packets are) and gives them
-    /// to `transmit` with the parcel's port, one batch per parcel.
+    /// to `transmit` with the parcel's port, one batch per parcel. Parcels
+    /// of another snapshot `generation` are dropped.
     pub fn deliver<P: FramePool>(
         &self,
         pool: &mut P,
         batch: &mut Batch,
+        generation: u64,
         mut transmit: impl FnMut(&mut P, PortId, &mut Batch),
     ) -> Delivered {
         let mut done = Delivered::default();
         for link in &self.links {
             while let Some(parcel) = link.full.pop() {
+                if parcel.generation != generation {
+                    done.stale += parcel.lens.len();
+                    let _ = link.empty.push(parcel);
+                    continue;
+                }
                 for bytes in parcel.packets() {
                     match pool.alloc_with(bytes) {
                         Some(pkt) => batch.push(pkt),
@@ -223,14 +263,7 @@ impl Inbox {
     /// After waking: stops announcing sleep and empties the doorbell.
     pub fn woke(&self) {
         self.doorbell.sleeping.store(false, Ordering::Relaxed);
-        let mut buf = [0u8; 16];
-        loop {
-            match self.doorbell.ear.recv(&mut buf) {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
+        self.doorbell.drain();
     }
 
     /// The descriptor to poll while sleeping.
@@ -289,7 +322,7 @@ mod tests {
     fn send_one(outbox: &Outbox, pool: &mut HeapFramePool) {
         let mut batch = Batch::new();
         batch.push(pool.alloc_with(&[1, 2, 3]).unwrap());
-        assert_eq!(outbox.send(pool, 0, &mut batch), 1);
+        assert_eq!(outbox.send(pool, 0, 1, &mut batch), 1);
     }
 
     #[test]
@@ -306,7 +339,7 @@ mod tests {
         // A parcel is waiting: do not sleep.
         assert!(!inbox1.prepare_sleep());
         let mut batch = Batch::new();
-        let done = inbox1.deliver(&mut pool, &mut batch, |pool, _, b| {
+        let done = inbox1.deliver(&mut pool, &mut batch, 1, |pool, _, b| {
             b.drain(..).for_each(|p| pool.free(p.frame));
         });
         assert_eq!(done.packets, 1);

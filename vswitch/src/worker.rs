@@ -195,6 +195,9 @@ pub struct Worker<P: FramePool, T: Port<P>> {
     clock: Option<Instant>,
     /// Packets other workers handed over that found no free frame here.
     pub handoff_no_frame: u64,
+    /// Packets other workers handed over under an older snapshot, dropped
+    /// (their port ids may mean other ports now).
+    pub handoff_stale: u64,
     inbox: Option<Inbox>,
     batch: Batch,
 }
@@ -237,9 +240,42 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             times: StageTimes::default(),
             clock: None,
             handoff_no_frame: 0,
+            handoff_stale: 0,
             inbox,
             batch: Batch::new(),
         }
+    }
+
+    /// Takes every port with its counters, named as the current snapshot
+    /// names them, leaving the worker without ports until
+    /// [`Worker::install`] (a reconfiguration in between).
+    pub fn take_ports(&mut self) -> Vec<(String, PortSlot<T>, PortCounters)> {
+        let names = self
+            .pipeline
+            .snapshot()
+            .ports
+            .iter()
+            .map(|p| p.name.clone());
+        names
+            .zip(self.ports.drain(..))
+            .zip(self.port_counters.drain(..))
+            .map(|((name, slot), counters)| (name, slot, counters))
+            .collect()
+    }
+
+    /// Switches to `snapshot` with `ports` (indexed like its port table,
+    /// each with its counters so far).
+    ///
+    /// # Panics
+    /// As [`Worker::new`], if the ports do not match the snapshot.
+    pub fn install(&mut self, snapshot: Arc<Snapshot>, ports: Vec<(PortSlot<T>, PortCounters)>) {
+        assert_eq!(
+            ports.len(),
+            snapshot.ports.len(),
+            "one port per snapshot port"
+        );
+        (self.ports, self.port_counters) = ports.into_iter().unzip();
+        self.pipeline.set_snapshot(snapshot);
     }
 
     /// The port with id `id` if this worker serves it.
@@ -304,6 +340,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
     /// Hands every transmit queue to its port, or to the worker that
     /// serves it.
     fn flush(&mut self, round: &mut Round) {
+        let generation = self.pipeline.snapshot().generation;
         for (port, queue) in self.pipeline.tx_queues() {
             let idx = usize::from(port);
             let c = &mut self.port_counters[idx];
@@ -314,7 +351,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
                 }
                 PortSlot::Remote(outbox) => {
                     let queued = queue.len() as u64;
-                    let sent = outbox.send(&mut self.pool, port, queue) as u64;
+                    let sent = outbox.send(&mut self.pool, port, generation, queue) as u64;
                     c.handed_off += sent;
                     c.handoff_drops += queued - sent;
                     round.lap(Stage::Handoff);
@@ -330,22 +367,29 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             return 0;
         };
         let (ports, counters) = (&mut self.ports, &mut self.port_counters);
-        let done = inbox.deliver(&mut self.pool, &mut self.batch, |pool, port, batch| {
-            round.lap(Stage::Handoff);
-            let idx = usize::from(port);
-            match (ports.get_mut(idx), counters.get_mut(idx)) {
-                (Some(PortSlot::Local(p)), Some(c)) => transmit(p, pool, batch, c),
-                // Handed to a worker that does not serve the port: a wiring
-                // bug, but a packet is never worth a panic.
-                _ => {
-                    for p in batch.drain(..) {
-                        pool.free(p.frame);
+        let generation = self.pipeline.snapshot().generation;
+        let done = inbox.deliver(
+            &mut self.pool,
+            &mut self.batch,
+            generation,
+            |pool, port, batch| {
+                round.lap(Stage::Handoff);
+                let idx = usize::from(port);
+                match (ports.get_mut(idx), counters.get_mut(idx)) {
+                    (Some(PortSlot::Local(p)), Some(c)) => transmit(p, pool, batch, c),
+                    // Handed to a worker that does not serve the port: a wiring
+                    // bug, but a packet is never worth a panic.
+                    _ => {
+                        for p in batch.drain(..) {
+                            pool.free(p.frame);
+                        }
                     }
                 }
-            }
-            round.lap(Stage::Tx);
-        });
+                round.lap(Stage::Tx);
+            },
+        );
         self.handoff_no_frame += done.no_frame as u64;
+        self.handoff_stale += done.stale as u64;
         done.packets
     }
 }

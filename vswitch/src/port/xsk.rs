@@ -83,6 +83,11 @@ impl XskPort {
         }
     }
 
+    /// Its sockets, one per receive queue it serves.
+    pub fn sockets(&self) -> &[SocketId] {
+        &self.sockets
+    }
+
     /// The counters of its sockets, summed.
     pub fn stats(&self, pool: &XskPool) -> SocketStats {
         let mut sum = SocketStats::default();
