@@ -38,8 +38,10 @@ pub struct Peer {
     pub pid: Option<i32>,
 }
 
-/// Answers requests. `handle` runs on the control runtime and must not
-/// block for long (publishing new datapath state is an atomic swap).
+/// Answers requests. `handle` runs on the runtime's blocking pool, one
+/// request of a connection at a time, so it may wait (for the workers to
+/// take a new configuration, for a capture to fill) without stalling
+/// other connections; a worker never waits for it.
 pub trait Handler: Send + Sync + 'static {
     /// The result of `request`, or why not. Unknown methods answer
     /// `unknown-method`.
@@ -108,7 +110,7 @@ impl Server {
             let allowed = allowed.clone();
             tokio::spawn(async move {
                 // A connection's I/O error ends that connection only.
-                let _ = connection(stream, &allowed, &*handler).await;
+                let _ = connection(stream, &allowed, handler).await;
                 drop(permit);
             });
         }
@@ -129,7 +131,7 @@ pub fn authorized(uid: u32, allowed: &[u32]) -> bool {
 async fn connection<H: Handler>(
     mut stream: UnixStream,
     allowed: &[u32],
-    handler: &H,
+    handler: Arc<H>,
 ) -> io::Result<()> {
     let cred = stream.peer_cred()?;
     let peer = Peer {
@@ -162,11 +164,28 @@ async fn connection<H: Handler>(
             let response = match lines.next_line() {
                 Frame::NeedMore => break,
                 Frame::TooLarge => too_large_response(),
-                Frame::Line(line) => answer(&line, &peer, handler),
+                Frame::Line(line) => {
+                    let handler = handler.clone();
+                    tokio::task::spawn_blocking(move || answer(&line, &peer, &*handler))
+                        .await
+                        .unwrap_or_else(|_| handler_panicked())
+                }
             };
             stream.write_all(response.to_line().as_bytes()).await?;
         }
     }
+}
+
+/// What a request whose handler panicked gets (a bug, but the connection
+/// and the daemon carry on).
+fn handler_panicked() -> Response {
+    Response::err(
+        0,
+        ErrorBody::new(
+            ErrorCode::Internal,
+            "the request's handler failed; see xvsd's log",
+        ),
+    )
 }
 
 /// The response to one request line.

@@ -139,6 +139,59 @@ pub struct RemoteNodeSpec {
     pub underlay_mac: MacAddr,
 }
 
+/// What changes from `old` to `new`, one line per object: `+ port pod1
+/// pod 10.244.1.2 02:00:00:00:01:02`, `- route 10.9.0.0/16`, `~ node ...`
+/// (an object of the same name, changed: its new form). Empty when the
+/// states are equal. Objects are named by what identifies them: ports
+/// and remote nodes by name, routes by prefix, proxy-ARP addresses by
+/// themselves.
+pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.node != new.node {
+        out.push(format!("~ node {}", json(&new.node)));
+    }
+    keyed(&mut out, "port", &old.ports, &new.ports, |p| p.name.clone());
+    keyed(&mut out, "route", &old.routes, &new.routes, |r| {
+        r.prefix.to_string()
+    });
+    keyed(
+        &mut out,
+        "vtep",
+        &old.remote_nodes,
+        &new.remote_nodes,
+        |r| r.name.clone(),
+    );
+    keyed(&mut out, "proxy-arp", &old.proxy_arp, &new.proxy_arp, |a| {
+        a.to_string()
+    });
+    out
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn keyed<T: Serialize + PartialEq>(
+    out: &mut Vec<String>,
+    what: &str,
+    old: &[T],
+    new: &[T],
+    key: impl Fn(&T) -> String,
+) {
+    for o in old {
+        if !new.iter().any(|n| key(n) == key(o)) {
+            out.push(format!("- {what} {}", key(o)));
+        }
+    }
+    for n in new {
+        match old.iter().find(|o| key(o) == key(n)) {
+            None => out.push(format!("+ {what} {} {}", key(n), json(n))),
+            Some(o) if o != n => out.push(format!("~ {what} {} {}", key(n), json(n))),
+            Some(_) => {}
+        }
+    }
+}
+
 /// An Ethernet address, written `aa:bb:cc:dd:ee:ff` in files and on the CLI.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct MacAddr(pub [u8; 6]);
@@ -247,6 +300,36 @@ mod tests {
         let again: DesiredState =
             serde_json::from_str(&serde_json::to_string(&state).unwrap()).unwrap();
         assert_eq!(state, again);
+    }
+
+    #[test]
+    fn diff_names_what_was_added_removed_and_changed() {
+        let text = r#"{
+            "node": {"node_ip": "192.168.0.1", "pod_cidr": "10.244.1.0/24"},
+            "ports": [{"name": "a", "kind": {"bridged": {"domain": 1}}},
+                      {"name": "b", "kind": {"bridged": {"domain": 1}}}],
+            "proxy_arp": ["10.244.1.9"]
+        }"#;
+        let old: DesiredState = serde_json::from_str(text).unwrap();
+        assert!(diff(&old, &old).is_empty());
+        let mut new = old.clone();
+        new.ports.remove(0);
+        new.ports[0].mtu = 9000;
+        new.ports.push(PortSpec {
+            name: "c".into(),
+            kind: PortKind::Bridged { domain: 2 },
+            mtu: 1500,
+        });
+        new.proxy_arp.clear();
+        assert_eq!(
+            diff(&old, &new),
+            [
+                "- port a",
+                r#"~ port b {"name":"b","kind":{"bridged":{"domain":1}},"mtu":9000}"#,
+                r#"+ port c {"name":"c","kind":{"bridged":{"domain":2}},"mtu":1500}"#,
+                "- proxy-arp 10.244.1.9",
+            ]
+        );
     }
 
     #[test]
