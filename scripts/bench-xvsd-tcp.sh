@@ -59,7 +59,7 @@ gbits() {
 
 xvsd_case() { # CORES Q1 Q2
     pods "$2" "$3"
-    $XVSD --node-ip 192.168.77.1 --pod-cidr 10.244.1.0/24 --cores "$1" \
+    $XVSD --state-dir none --node-ip 192.168.77.1 --pod-cidr 10.244.1.0/24 --cores "$1" \
         --pod xbth1,10.244.1.51,02:00:00:1b:00:01 --pod xbth2,10.244.1.52,02:00:00:1b:00:02 2>"$LOG" &
     for _ in $(seq 100); do grep -q "ready:" "$LOG" && break; sleep 0.1; done
     ip netns exec xbt-pod1 ping -c 1 -W 2 10.244.1.52 >/dev/null

@@ -86,7 +86,7 @@ ip -n demo-r2 route add default via 10.244.2.1
 ip netns exec demo-r2 ethtool -K eth0 tx off >/dev/null
 
 say "starting xvsd ($WORKERS workers, cores $CORES)"
-$XVSD --cores "$CORES" --uplink xdemoup --node-ip 192.168.66.1 --pod-cidr 10.244.1.0/24 --vni 1 \
+$XVSD --state-dir none --cores "$CORES" --uplink xdemoup --node-ip 192.168.66.1 --pod-cidr 10.244.1.0/24 --vni 1 \
   --remote node2,10.244.2.0/24,192.168.66.2,02:00:00:de:02:01,02:00:00:de:02:00 \
   --pod xdemo1,10.244.1.11,02:00:00:de:00:01 \
   --pod xdemo2,10.244.1.12,02:00:00:de:00:02 \

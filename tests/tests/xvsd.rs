@@ -532,7 +532,7 @@ fn control_socket_show_and_peer_check() {
     assert_eq!(show["workers"].as_array().unwrap().len(), 1, "{show}");
     let table = String::from_utf8_lossy(&ctl("", "show").stdout).into_owned();
     assert!(
-        table.starts_with("NAME") && table.contains("xtc2  native  copy"),
+        table.starts_with("snapshot generation 1") && table.contains("xtc2  native  copy"),
         "{table}"
     );
     // An allowed uid is served; another is refused by its credentials.

@@ -297,7 +297,14 @@ impl RunningDut {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", DUT_NS])
             .arg(tools.bin_dir.join("xvsd"))
-            .args(["--node-ip", "192.168.50.1", "--pod-cidr", "10.244.1.0/24"])
+            .args([
+                "--state-dir",
+                "none",
+                "--node-ip",
+                "192.168.50.1",
+                "--pod-cidr",
+                "10.244.1.0/24",
+            ])
             .args(["--cores", &dut_core.to_string()])
             .arg("--report-json")
             .arg(&report)

@@ -163,9 +163,17 @@ pub struct Xvsd {
 }
 
 impl Xvsd {
-    /// Starts xvsd with `args` and waits until it logs "ready".
+    /// Starts xvsd with `args` and waits until it logs "ready". Without a
+    /// `--state-dir` in `args` it persists nothing (`--state-dir none`),
+    /// so no test leaves state behind for the next.
     pub fn start(args: &[&str]) -> Xvsd {
+        let stateless: &[&str] = if args.contains(&"--state-dir") {
+            &[]
+        } else {
+            &["--state-dir", "none"]
+        };
         let mut child = Command::new(xvsd_path())
+            .args(stateless)
             .args(args)
             .env("XVS_LOG", "info")
             .stdout(Stdio::null())

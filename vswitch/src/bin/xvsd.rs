@@ -2,14 +2,16 @@
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
 use xvs_control::server::Server;
-use xvs_vswitch::daemon::config::{Flags, XvsdConfig};
+use xvs_control::state::DesiredState;
+use xvs_vswitch::daemon::config::{self, Flags, XvsdConfig};
 use xvs_vswitch::daemon::control::Control;
-use xvs_vswitch::daemon::{write_atomically, Datapath, Report};
+use xvs_vswitch::daemon::store::{merge, StateStore};
+use xvs_vswitch::daemon::{write_atomically, Datapath, DatapathSettings, Report};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -80,6 +82,30 @@ impl ControlSocket {
     }
 }
 
+/// The state to start with: the stored one with the command line's laid
+/// over it.
+fn initial_state(
+    config: &XvsdConfig,
+    store: Option<&StateStore>,
+) -> Result<DesiredState, Box<dyn std::error::Error>> {
+    let stored = store.map(StateStore::load).transpose()?.flatten();
+    if let (Some(store), Some(s)) = (store, &stored) {
+        tracing::info!(
+            path = %store.path().display(),
+            ports = s.ports.len(),
+            routes = s.routes.len(),
+            vteps = s.remote_nodes.len(),
+            "stored state loaded"
+        );
+    }
+    let boot = if config.describes_node() || stored.is_none() {
+        Some(config.desired_state(config::sysfs_link)?)
+    } else {
+        None
+    };
+    Ok(merge(stored, boot).expect("one of them is there"))
+}
+
 fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     let config = XvsdConfig::load(flags)?;
     if let Some(path) = &flags.report_json {
@@ -96,8 +122,21 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(|e| format!("--control-socket {path}: {e}"))?,
         ),
     };
-    let mut datapath = Datapath::start(&config, stop.clone())?;
-    for p in &datapath.ports {
+    let store = match flags.state_dir.as_str() {
+        "none" => None,
+        dir => Some(StateStore::open(std::path::Path::new(dir))?),
+    };
+    let state = initial_state(&config, store.as_ref())?;
+    let settings = DatapathSettings {
+        ring: config.ring_size(),
+        force_copy: config.force_copy,
+        umem_frames: config.umem_frames(&state),
+    };
+    let datapath = Datapath::start(state.clone(), &config.cores, settings, stop.clone())?;
+    if let Some(store) = &store {
+        store.save(&state)?;
+    }
+    for p in datapath.ports() {
         tracing::info!(
             port = p.name,
             xdp = p.xdp.name(),
@@ -115,13 +154,16 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
             "worker up"
         );
     }
+    tracing::info!(
+        "ready: forwarding on {} ports (generation {})",
+        datapath.ports().count(),
+        datapath.snapshot().generation
+    );
+    let datapath = Arc::new(Mutex::new(datapath));
     let control = match control {
         None => None,
-        Some(socket) => {
-            Some(socket.serve(Control::new(&datapath.ports, &datapath.workers), &stop)?)
-        }
+        Some(socket) => Some(socket.serve(Control::new(datapath.clone(), store), &stop)?),
     };
-    tracing::info!("ready: forwarding on {} ports", datapath.ports.len());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -129,6 +171,12 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(thread) = control {
         let _ = thread.join();
     }
+    // The control thread has ended, and with it every handle on the
+    // datapath but ours.
+    let mut datapath = match Arc::try_unwrap(datapath) {
+        Ok(datapath) => datapath.into_inner().unwrap_or_else(|e| e.into_inner()),
+        Err(_) => return Err("the control plane still holds the datapath".into()),
+    };
     let report = datapath.stop();
     if let Some(report) = &report {
         for p in &report.ports {

@@ -49,6 +49,9 @@ use xvs_control::state::{
 
 /// Descriptors per AF_XDP ring unless configured.
 pub const DEFAULT_RING_SIZE: u32 = 2048;
+/// Frames of each worker's UMEM unless configured (2 KiB each: 128 MiB,
+/// pinned): room for 15 sockets with the default rings.
+pub const DEFAULT_UMEM_FRAMES: u32 = 65536;
 /// Bridge domain of a bridged port unless configured.
 pub const DEFAULT_BRIDGE_DOMAIN: u16 = 1;
 /// Node IP of a switch with only bridged ports, where none is given.
@@ -99,6 +102,8 @@ pub struct XvsdConfig {
     /// Bind copy mode even where the driver offers zero-copy.
     #[serde(default)]
     pub force_copy: bool,
+    /// Frames of each worker's UMEM (bounds the sockets a worker serves).
+    pub umem_frames: Option<u32>,
     pub vxlan: Option<VxlanConfig>,
     #[serde(default)]
     pub remote_nodes: Vec<RemoteNodeSpec>,
@@ -193,6 +198,15 @@ pub struct Flags {
     /// Bind copy mode even where zero-copy is offered.
     #[arg(long)]
     pub force_copy: bool,
+    /// Frames (2 KiB) of each worker's UMEM, all pinned; each socket can
+    /// hold two rings' worth [default: 65536, or what the configured
+    /// ports need].
+    #[arg(long)]
+    pub umem_frames: Option<u32>,
+    /// Where the desired state is persisted (`none`: nowhere; a restart
+    /// then forgets what the control socket added).
+    #[arg(long, default_value = "/var/lib/xvs")]
+    pub state_dir: String,
     /// At shutdown, also write the counters (ports, steering, workers with
     /// their thread ids and stage times, drops) as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -241,6 +255,7 @@ impl XvsdConfig {
         self.node_ip = f.node_ip.or(self.node_ip);
         self.pod_cidr = f.pod_cidr.or(self.pod_cidr);
         self.ring_size = f.ring_size.or(self.ring_size);
+        self.umem_frames = f.umem_frames.or(self.umem_frames);
         self.force_copy |= f.force_copy;
         if !f.cores.is_empty() {
             self.cores.clone_from(&f.cores);
@@ -312,6 +327,25 @@ impl XvsdConfig {
 
     pub fn ring_size(&self) -> u32 {
         self.ring_size.unwrap_or(DEFAULT_RING_SIZE)
+    }
+
+    /// Whether the file and flags describe anything (else the stored
+    /// state alone says what the switch is).
+    pub fn describes_node(&self) -> bool {
+        self.routed() || !self.bridged.is_empty() || self.node_ip.is_some()
+    }
+
+    /// UMEM frames per worker: as configured, else the default or what
+    /// the ports of `state` need if that is more (every socket on one
+    /// worker, the worst case).
+    pub fn umem_frames(&self, state: &DesiredState) -> u32 {
+        self.umem_frames.unwrap_or_else(|| {
+            let sockets: u32 = state.ports.iter().map(|p| rx_queues(&p.name)).sum();
+            let need = sockets
+                .saturating_mul(2 * self.ring_size())
+                .saturating_add(1024);
+            need.max(DEFAULT_UMEM_FRAMES)
+        })
     }
 
     /// The desired state this configuration describes. `link` answers the

@@ -1,68 +1,40 @@
 //! xvsd: the datapath wired to real interfaces.
 //!
-//! [`Datapath::start`] compiles the configuration into a snapshot, attaches
-//! the XDP steering program to every port (pod and bridged ports:
-//! everything; the uplink: only what the switch owns, so the node's own
-//! traffic keeps flowing through the kernel), and starts one worker per
-//! configured core, pinned to it. Each worker has its own UMEM, shared by
-//! all its AF_XDP sockets, so forwarding between the queues a worker serves
-//! moves descriptors. Receive queues are dealt out round robin: queue `q` of
-//! the `p`-th port goes to worker `(p + q) mod workers`, which spreads
-//! single-queue ports (veth) over the workers and gives every worker a queue
-//! of each port that has as many queues as there are workers. A worker
-//! without a queue of a port hands packets for it to the worker that serves
-//! its queue 0 (see [`crate::handoff`]): one copy, the price of one UMEM per
-//! worker.
-//!
-//! [`Datapath::stop`] stops the workers, closes the sockets and detaches the
-//! programs; a crash leaves the programs attached, and the next start
-//! replaces them (see `xvs_hw::steer`).
+//! - [`config`]: the TOML file and flags, turned into a desired state;
+//! - [`store`]: the desired state persisted under `/var/lib/xvs`, so a
+//!   restarted xvsd comes back with every port attached;
+//! - [`datapath`]: the workers, their AF_XDP sockets and the XDP steering
+//!   programs, and how a new desired state is applied while they run;
+//! - [`control`]: what xvsd answers on its control socket;
+//! - [`metrics`]: the Prometheus endpoint.
 //!
 //! Each worker thread (named `xvs-worker-{i}`) reports its kernel thread
 //! id at start ([`WorkerInfo`]), so a benchmark can `perf stat -t` exactly
 //! it. At stop the workers' counters come back as a [`Report`], which
 //! serializes (xvsd writes it as JSON with [`write_atomically`]); `hw`'s
 //! counter types are serialized here, field for field, so `hw` needs no
-//! serde.
-//!
-//! A worker busy-polls while there is traffic and, after [`BUSY_ROUNDS`]
-//! empty rounds, sleeps in `poll(2)` on its sockets and its hand-off
-//! doorbell until a packet arrives (or [`IDLE_WAIT_MS`] pass, to look at the
-//! stop flag), so an idle switch does not keep its cores at 100%. The time
-//! asleep counts as idle in the worker's [`StageTimes`].
+//! serde. A crash leaves the XDP programs attached, and the next start
+//! replaces them (see `xvs_hw::steer`).
 
 pub mod config;
 pub mod control;
+pub mod datapath;
+pub mod metrics;
+pub mod store;
+
+pub use datapath::{Datapath, DatapathSettings, PortInfo, WorkerInfo, BUSY_ROUNDS, IDLE_WAIT_MS};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Instant;
 
 use serde::{Serialize, Serializer};
 
-use xvs_control::state::PortKind;
-use xvs_hw::steer::{AttachMode, SteerCounters, SteerError, Steering, SteeringProgram};
-use xvs_hw::xsk::{Accounting, BindMode, SocketStats, Xsk, XskError};
+use xvs_hw::steer::{SteerCounters, SteerError};
+use xvs_hw::xsk::{Accounting, SocketStats, XskError};
 
-use crate::drop::DropReason;
-use crate::handoff::{self, Outbox};
-use crate::pipeline::PipelineConfig;
-use crate::port::{XskPool, XskPort};
-use crate::snapshot::{CompileError, Snapshot};
-use crate::worker::{PortCounters, PortSlot, StageTimes, Worker};
-use config::{rx_queues, ConfigError, XvsdConfig};
-
-/// Empty poll rounds before a worker sleeps.
-pub const BUSY_ROUNDS: u32 = 1024;
-/// Longest sleep of an idle worker.
-pub const IDLE_WAIT_MS: i32 = 50;
-/// UMEM frames beyond what the rings can hold: eight batches of 64 for
-/// the pipeline's own allocations and queues and for packets handed over
-/// by other workers.
-const SPARE_FRAMES: u32 = 512;
+use crate::snapshot::CompileError;
+use crate::worker::{PortCounters, StageTimes};
+use config::ConfigError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -74,36 +46,21 @@ pub enum DaemonError {
     Steer(#[from] SteerError),
     #[error(transparent)]
     Xsk(#[from] XskError),
-    #[error("no ports: give --uplink, --pod and/or --bridged")]
-    NoPorts,
     #[error("cores {0:?}: a core may serve one worker only")]
     DuplicateCore(Vec<usize>),
     #[error("core {0} does not exist or may not be used by this process")]
     Pin(usize),
     #[error("cannot set up the hand-off between workers: {0}")]
     Handoff(std::io::Error),
-}
-
-/// What `xvsctl show` will print about a port.
-#[derive(Debug, Clone)]
-pub struct PortInfo {
-    pub name: String,
-    pub xdp: AttachMode,
-    pub bind: BindMode,
-    pub queues: u32,
-    /// The workers serving its queues, by index (queue `q` is served by
-    /// `workers[q % workers.len()]`).
-    pub workers: Vec<usize>,
-}
-
-/// A running worker thread.
-#[derive(Debug, Clone, Copy)]
-pub struct WorkerInfo {
-    /// The core it is pinned to (`None`: not pinned).
-    pub core: Option<usize>,
-    /// Its kernel thread id, for `perf stat -t` (`None` if
-    /// `/proc/thread-self` could not be read).
-    pub tid: Option<u32>,
+    #[error("worker {worker} would serve {sockets} sockets, which need {need} UMEM frames; it has {frames} (raise --umem-frames or lower --ring-size)")]
+    UmemFull {
+        worker: usize,
+        sockets: usize,
+        frames: u32,
+        need: u32,
+    },
+    #[error("{0}")]
+    Worker(String),
 }
 
 /// Counters of one stopped worker.
@@ -120,6 +77,8 @@ pub struct WorkerReport {
     pub handoff_drops: u64,
     /// Packets handed over by others that found no free frame here.
     pub handoff_no_frame: u64,
+    /// Packets handed over by others under an older snapshot, dropped.
+    pub handoff_stale: u64,
     /// Packets its tx rings had no room for.
     pub tx_ring_full: u64,
     /// Its sockets' counters, the kernel's included (packets lost before
@@ -257,316 +216,9 @@ fn drops_json<S: Serializer>(drops: &[(&'static str, u64)], s: S) -> Result<S::O
     s.collect_map(drops.iter().copied())
 }
 
-type XskWorker = Worker<XskPool, XskPort>;
-
-pub struct Datapath {
-    stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<XskWorker>>,
-    // Detached when dropped, after the workers (and their sockets) stopped.
-    programs: Vec<SteeringProgram>,
-    pub ports: Vec<PortInfo>,
-    /// The running workers, in order; empty once stopped.
-    pub workers: Vec<WorkerInfo>,
-}
-
-/// Which worker serves queue `queue` of the `port`-th port.
-fn worker_of(port: usize, queue: u32, workers: usize) -> usize {
-    (port + queue as usize) % workers
-}
-
-impl Datapath {
-    /// Sets everything up and starts the workers. `stop` ends them (set it
-    /// from a signal handler).
-    pub fn start(config: &XvsdConfig, stop: Arc<AtomicBool>) -> Result<Datapath, DaemonError> {
-        let cores: Vec<Option<usize>> = if config.cores.is_empty() {
-            vec![None]
-        } else {
-            let mut sorted = config.cores.clone();
-            sorted.sort_unstable();
-            sorted.dedup();
-            if sorted.len() != config.cores.len() {
-                return Err(DaemonError::DuplicateCore(config.cores.clone()));
-            }
-            config.cores.iter().copied().map(Some).collect()
-        };
-        let workers = cores.len();
-        let state = config.desired_state(config::sysfs_link)?;
-        if state.ports.is_empty() {
-            return Err(DaemonError::NoPorts);
-        }
-        let snapshot = Arc::new(Snapshot::compile(&state, 1)?);
-
-        let ring = config.ring_size();
-        let queues: Vec<u32> = state.ports.iter().map(|p| rx_queues(&p.name)).collect();
-        // Each socket can lend a full fill ring and a full tx ring to the
-        // kernel; the rest is for the pipeline's batches and queues.
-        let mut xsks = (0..workers)
-            .map(|w| {
-                let sockets = queues
-                    .iter()
-                    .enumerate()
-                    .map(|(p, &nq)| (0..nq).filter(|&q| worker_of(p, q, workers) == w).count())
-                    .sum::<usize>();
-                let sockets = u32::try_from(sockets).unwrap_or(u32::MAX);
-                Xsk::new(sockets * 2 * ring + SPARE_FRAMES, ring)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut mesh = handoff::mesh(workers).map_err(DaemonError::Handoff)?;
-
-        let vxlan = state.node.vxlan.as_ref().map(|v| (v.vtep_ip, v.udp_port));
-        let mut programs = Vec::new();
-        let mut infos = Vec::new();
-        // slots[worker][port]
-        let mut slots: Vec<Vec<PortSlot<XskPort>>> = (0..workers).map(|_| Vec::new()).collect();
-        for (p, (spec, &nq)) in state.ports.iter().zip(&queues).enumerate() {
-            let steering = match spec.kind {
-                PortKind::Uplink { .. } => Steering::Owned { vxlan },
-                PortKind::Pod { .. } | PortKind::Bridged { .. } => Steering::All,
-            };
-            let program = SteeringProgram::attach(&spec.name, steering)?;
-            if matches!(spec.kind, PortKind::Uplink { .. }) {
-                // Traffic routed to our pods from the underlay.
-                let cidr = state.node.pod_cidr;
-                program.own_prefix(cidr.network(), cidr.prefix_len())?;
-            }
-            let mut sockets: Vec<Vec<_>> = vec![Vec::new(); workers];
-            let mut bind = None;
-            for queue in 0..nq {
-                let w = worker_of(p, queue, workers);
-                let xsk = &mut xsks[w];
-                let id = xsk.add_socket(&spec.name, queue, ring, config.force_copy)?;
-                program.register_socket(queue, xsk.fd(id))?;
-                xsk.refill(id, 0);
-                bind.get_or_insert(xsk.mode(id));
-                sockets[w].push(id);
-            }
-            let owner = worker_of(p, 0, workers);
-            for (w, ids) in sockets.into_iter().enumerate() {
-                slots[w].push(if ids.is_empty() {
-                    PortSlot::Remote(outbox(&mesh[w].1, owner))
-                } else {
-                    PortSlot::Local(XskPort::new(ids))
-                });
-            }
-            infos.push(PortInfo {
-                name: spec.name.clone(),
-                xdp: program.mode(),
-                bind: bind.unwrap_or(BindMode::Copy),
-                queues: nq,
-                workers: (0..nq.min(u32::try_from(workers).unwrap_or(u32::MAX)))
-                    .map(|q| worker_of(p, q, workers))
-                    .collect(),
-            });
-            programs.push(program);
-        }
-
-        let mut datapath = Datapath {
-            stop: stop.clone(),
-            threads: Vec::new(),
-            programs,
-            ports: infos,
-            workers: Vec::new(),
-        };
-        let parts = xsks.into_iter().zip(slots).zip(mesh.drain(..));
-        for (w, ((xsk, ports), (inbox, _))) in parts.enumerate() {
-            let inbox = (workers > 1).then_some(inbox);
-            let worker = Worker::with_handoff(
-                XskPool { xsk },
-                ports,
-                inbox,
-                snapshot.clone(),
-                PipelineConfig::default(),
-            );
-            // On error the datapath drops here and stops the workers
-            // already started.
-            datapath.spawn(w, cores[w], worker)?;
-        }
-        Ok(datapath)
-    }
-
-    fn spawn(
-        &mut self,
-        index: usize,
-        core: Option<usize>,
-        worker: XskWorker,
-    ) -> Result<(), DaemonError> {
-        let stop = self.stop.clone();
-        let (started_tx, started_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("xvs-worker-{index}"))
-            .spawn(move || {
-                let pinned = core.is_none_or(xvs_hw::cpu::pin_current_thread);
-                let _ = started_tx.send((pinned, current_tid()));
-                if pinned {
-                    run(worker, &stop)
-                } else {
-                    worker
-                }
-            })
-            .expect("spawning a worker thread");
-        let Ok((true, tid)) = started_rx.recv() else {
-            let _ = thread.join();
-            return Err(DaemonError::Pin(core.unwrap_or_default()));
-        };
-        self.threads.push(thread);
-        self.workers.push(WorkerInfo { core, tid });
-        Ok(())
-    }
-
-    /// Stops the workers and returns their counters. The sockets close
-    /// here; the XDP programs are detached when `self` drops.
-    pub fn stop(&mut self) -> Option<Report> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut ports: Vec<PortReport> = self
-            .ports
-            .iter()
-            .zip(&self.programs)
-            .map(|(p, program)| PortReport {
-                name: p.name.clone(),
-                counters: PortCounters::default(),
-                steering: program.counters().ok(),
-            })
-            .collect();
-        let mut drops = [0u64; DropReason::COUNT];
-        let mut workers = Vec::new();
-        let infos = std::mem::take(&mut self.workers);
-        for (info, thread) in infos.into_iter().zip(self.threads.drain(..)) {
-            let Ok(worker) = thread.join() else {
-                continue;
-            };
-            for (port, c) in ports.iter_mut().zip(&worker.port_counters) {
-                port.counters.add(c);
-            }
-            let counters = worker.pipeline.counters();
-            for r in DropReason::ALL {
-                drops[*r as usize] += counters.drops_of(*r);
-            }
-            let total = |f: fn(&PortCounters) -> u64| worker.port_counters.iter().map(f).sum();
-            workers.push(WorkerReport {
-                core: info.core,
-                tid: info.tid,
-                rx_packets: total(|c| c.rx_packets),
-                tx_packets: total(|c| c.tx_packets),
-                handed_off: total(|c| c.handed_off),
-                handoff_drops: total(|c| c.handoff_drops),
-                handoff_no_frame: worker.handoff_no_frame,
-                tx_ring_full: local(&worker).map(|p| p.tx_ring_full).sum(),
-                sockets: local(&worker).fold(SocketStats::default(), |mut sum, p| {
-                    sum.add(&p.stats(&worker.pool));
-                    sum
-                }),
-                accounting: worker.pool.xsk.accounting(),
-                times: worker.times,
-            });
-        }
-        if workers.is_empty() {
-            return None;
-        }
-        let drops = DropReason::ALL
-            .iter()
-            .map(|r| (r.name(), drops[*r as usize]))
-            .filter(|(_, n)| *n > 0)
-            .collect();
-        Some(Report {
-            ports,
-            workers,
-            drops,
-        })
-    }
-}
-
-/// The kernel's id of the calling thread, from the `/proc/thread-self`
-/// link (`<pid>/task/<tid>`).
-fn current_tid() -> Option<u32> {
-    let link = std::fs::read_link("/proc/thread-self").ok()?;
-    link.file_name()?.to_str()?.parse().ok()
-}
-
-/// The ports a worker serves.
-fn local(worker: &XskWorker) -> impl Iterator<Item = &XskPort> {
-    worker.ports.iter().filter_map(|slot| match slot {
-        PortSlot::Local(p) => Some(p),
-        PortSlot::Remote(_) => None,
-    })
-}
-
-fn outbox(outboxes: &[Option<Outbox>], to: usize) -> Outbox {
-    outboxes[to]
-        .clone()
-        .expect("a worker without a queue of a port is not the worker that serves it")
-}
-
-impl Drop for Datapath {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The poll loop of a worker, until `stop`.
-fn run(mut worker: XskWorker, stop: &AtomicBool) -> XskWorker {
-    let start = Instant::now();
-    let mut empty = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if worker.poll(now) > 0 {
-            empty = 0;
-            continue;
-        }
-        empty = empty.saturating_add(1);
-        if empty < BUSY_ROUNDS {
-            std::hint::spin_loop();
-            continue;
-        }
-        if !sleep(&worker) {
-            // poll(2) itself failing (it should not): do not spin.
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        worker.account_idle();
-    }
-    worker
-}
-
-/// Sleeps until a socket or the hand-off doorbell has something, or
-/// [`IDLE_WAIT_MS`]; `false` if `poll(2)` failed.
-fn sleep(worker: &XskWorker) -> bool {
-    match worker.inbox() {
-        None => worker.pool.xsk.wait_rx(&[], IDLE_WAIT_MS).is_ok(),
-        Some(inbox) => {
-            if !inbox.prepare_sleep() {
-                return true;
-            }
-            let ok = worker
-                .pool
-                .xsk
-                .wait_rx(&[inbox.doorbell_fd()], IDLE_WAIT_MS)
-                .is_ok();
-            inbox.woke();
-            ok
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_thread_knows_its_kernel_id() {
-        let (tid, comm) = std::thread::Builder::new()
-            .name("xvs-tid-test".into())
-            .spawn(|| {
-                let tid = current_tid().expect("a tid");
-                (
-                    tid,
-                    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")),
-                )
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        assert_eq!(comm.unwrap().trim(), "xvs-tid-test");
-        assert_ne!(Some(tid), current_tid(), "each thread its own");
-    }
 
     fn report() -> Report {
         Report {
@@ -590,6 +242,7 @@ mod tests {
                 handed_off: 0,
                 handoff_drops: 0,
                 handoff_no_frame: 0,
+                handoff_stale: 0,
                 tx_ring_full: 0,
                 sockets: SocketStats {
                     tx_wakeups: 2,

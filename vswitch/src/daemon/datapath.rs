@@ -1,0 +1,864 @@
+//! The running datapath, and how it changes while it runs.
+//!
+//! [`Datapath::start`] starts one worker per configured core, pinned to
+//! it, each with its own UMEM and no ports, then [`Datapath::apply`]s the
+//! desired state. Every later change goes through `apply` too: a new
+//! desired state is compiled into a new snapshot (generation + 1) and the
+//! ports are reconciled by name:
+//!
+//! - a port whose interface is plumbed the same way (same steering) is
+//!   kept: its program, its sockets, its counters;
+//! - a new port gets its XDP steering program attached (pod and bridged
+//!   ports: everything; the uplink: only what the switch owns, so the
+//!   node's own traffic keeps flowing through the kernel) and one AF_XDP
+//!   socket per receive queue, each queue given to the worker with the
+//!   fewest sockets;
+//! - a port no longer wanted loses its sockets (their frames come back to
+//!   the UMEM) and then its program.
+//!
+//! Workers never wait on the control plane: the control thread sends each
+//! worker a job over a channel and rings its doorbell; the worker runs
+//! jobs between two poll rounds. A change takes two jobs per worker:
+//! *open* (create the new sockets; the control thread registers them in
+//! the steering programs) and, once every worker has opened, *commit*
+//! (swap in the new port table and snapshot, close what went away). If
+//! any worker fails to open, every worker is told to *abort* instead and
+//! closes what it opened: the datapath is unchanged. Packets a worker
+//! handed over under the old port numbering are dropped by the receiver
+//! (`handoff_stale`), never sent out of the wrong port.
+//!
+//! An interface that does not exist (a pod deleted while xvsd was down)
+//! does not stop the switch: its port stays in the desired state, is left
+//! out of the datapath, and is reported as missing.
+//!
+//! A worker busy-polls while there is traffic and, after [`BUSY_ROUNDS`]
+//! empty rounds, sleeps in `poll(2)` on its sockets, its hand-off doorbell
+//! and its job doorbell until something arrives (or [`IDLE_WAIT_MS`]
+//! pass, to look at the stop flag), so an idle switch does not keep its
+//! cores at 100%. The time asleep counts as idle in its
+//! [`crate::worker::StageTimes`].
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{self, Receiver, Sender};
+use ipnet::Ipv4Net;
+use xvs_control::state::{DesiredState, PortKind, PortSpec};
+use xvs_hw::steer::{AttachMode, Steering, SteeringProgram};
+use xvs_hw::xsk::{BindMode, SocketId, SocketStats, Xsk};
+
+use super::config::rx_queues;
+use super::{DaemonError, PortReport, Report, WorkerReport};
+use crate::drop::DropReason;
+use crate::handoff::{self, Doorbell, Outbox};
+use crate::pipeline::PipelineConfig;
+use crate::port::{XskPool, XskPort};
+use crate::snapshot::Snapshot;
+use crate::worker::{PortCounters, PortSlot, Worker};
+
+/// Empty poll rounds before a worker sleeps.
+pub const BUSY_ROUNDS: u32 = 1024;
+/// Longest sleep of an idle worker.
+pub const IDLE_WAIT_MS: i32 = 50;
+/// UMEM frames kept beyond what the sockets' rings can hold: eight
+/// batches of 64 for the pipeline's own allocations and queues and for
+/// packets handed over by other workers.
+const SPARE_FRAMES: u32 = 512;
+/// How long the control thread waits for a worker to run a job.
+const JOB_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What `xvsctl show` prints about a port.
+#[derive(Debug, Clone)]
+pub struct PortInfo {
+    pub name: String,
+    pub xdp: AttachMode,
+    pub bind: BindMode,
+    pub queues: u32,
+    /// The worker serving each queue.
+    pub workers: Vec<usize>,
+}
+
+/// A running worker thread.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerInfo {
+    /// The core it is pinned to (`None`: not pinned).
+    pub core: Option<usize>,
+    /// Its kernel thread id, for `perf stat -t` (`None` if
+    /// `/proc/thread-self` could not be read).
+    pub tid: Option<u32>,
+}
+
+/// Fixed at start.
+#[derive(Debug, Clone, Copy)]
+pub struct DatapathSettings {
+    /// Descriptors per AF_XDP ring.
+    pub ring: u32,
+    pub force_copy: bool,
+    /// Frames of each worker's UMEM; every socket can hold two rings' worth.
+    pub umem_frames: u32,
+}
+
+type XskWorker = Worker<XskPool, XskPort>;
+type Job = Box<dyn FnOnce(&mut WorkerCtx) + Send>;
+
+/// What a worker thread owns.
+struct WorkerCtx {
+    worker: XskWorker,
+    /// To every other worker, by index.
+    outboxes: Vec<Option<Outbox>>,
+    jobs: Receiver<Job>,
+    bell: Arc<Doorbell>,
+    /// Sockets opened by the last *open* job, by port name, until *commit*
+    /// or *abort*.
+    opened: HashMap<String, Vec<SocketId>>,
+}
+
+/// A port of the datapath: its program and how it is served.
+struct LivePort {
+    spec: PortSpec,
+    plumbing: Plumbing,
+    program: SteeringProgram,
+    info: PortInfo,
+}
+
+/// How a port's interface is set up; a port whose plumbing changes is
+/// taken down and set up again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plumbing {
+    steering: Steering,
+    /// The prefix an uplink steers to the switch (the pod CIDR).
+    owned: Option<Ipv4Net>,
+}
+
+fn plumbing(spec: &PortSpec, state: &DesiredState) -> Plumbing {
+    match spec.kind {
+        PortKind::Uplink { .. } => Plumbing {
+            steering: Steering::Owned {
+                vxlan: state.node.vxlan.as_ref().map(|v| (v.vtep_ip, v.udp_port)),
+            },
+            owned: Some(state.node.pod_cidr),
+        },
+        PortKind::Pod { .. } | PortKind::Bridged { .. } => Plumbing {
+            steering: Steering::All,
+            owned: None,
+        },
+    }
+}
+
+/// How one worker reaches one port of a new snapshot.
+#[derive(Debug, Clone)]
+enum Plan {
+    /// Already served this way: keep the slot.
+    Keep,
+    /// Open sockets on these queues (done by the *open* job).
+    Open { queues: Vec<u32> },
+    /// Another worker serves it.
+    Remote { owner: usize },
+}
+
+/// A socket a worker opened, for the control thread to register.
+struct Opened {
+    port: String,
+    queue: u32,
+    fd: RawFd,
+    mode: BindMode,
+}
+
+pub struct Datapath {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<WorkerCtx>>,
+    jobs: Vec<Sender<Job>>,
+    bells: Vec<Arc<Doorbell>>,
+    /// In snapshot order; programs are detached when they drop, after the
+    /// workers' sockets.
+    live: Vec<LivePort>,
+    /// The running workers, in order; empty once stopped.
+    pub workers: Vec<WorkerInfo>,
+    desired: DesiredState,
+    snapshot: Arc<Snapshot>,
+    missing: Vec<String>,
+    settings: DatapathSettings,
+}
+
+impl Datapath {
+    /// Starts a worker on each of `cores` (none: one unpinned worker) and
+    /// applies `state`. `stop` ends them (set it from a signal handler).
+    pub fn start(
+        state: DesiredState,
+        cores: &[usize],
+        settings: DatapathSettings,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Datapath, DaemonError> {
+        let cores: Vec<Option<usize>> = if cores.is_empty() {
+            vec![None]
+        } else {
+            let mut sorted = cores.to_vec();
+            sorted.sort_unstable();
+            sorted.dedup();
+            if sorted.len() != cores.len() {
+                return Err(DaemonError::DuplicateCore(cores.to_vec()));
+            }
+            cores.iter().copied().map(Some).collect()
+        };
+        // The workers start on a snapshot without ports.
+        let empty = DesiredState {
+            node: xvs_control::state::NodeSpec {
+                vxlan: None,
+                ..state.node.clone()
+            },
+            ports: Vec::new(),
+            routes: Vec::new(),
+            remote_nodes: Vec::new(),
+            proxy_arp: Vec::new(),
+        };
+        let snapshot = Arc::new(Snapshot::compile(&empty, 0)?);
+        let mut datapath = Datapath {
+            stop,
+            threads: Vec::new(),
+            jobs: Vec::new(),
+            bells: Vec::new(),
+            live: Vec::new(),
+            workers: Vec::new(),
+            desired: empty,
+            snapshot: snapshot.clone(),
+            missing: Vec::new(),
+            settings,
+        };
+        let mesh = handoff::mesh(cores.len()).map_err(DaemonError::Handoff)?;
+        let several = cores.len() > 1;
+        for (w, (core, (inbox, outboxes))) in cores.into_iter().zip(mesh).enumerate() {
+            let xsk = Xsk::new(settings.umem_frames, settings.ring)?;
+            let worker = Worker::with_handoff(
+                XskPool { xsk },
+                Vec::new(),
+                several.then_some(inbox),
+                snapshot.clone(),
+                PipelineConfig::default(),
+            );
+            let (tx, rx) = channel::unbounded();
+            let bell = Doorbell::new().map_err(DaemonError::Handoff)?;
+            let ctx = WorkerCtx {
+                worker,
+                outboxes,
+                jobs: rx,
+                bell: bell.clone(),
+                opened: HashMap::new(),
+            };
+            // On error the datapath drops here and stops the workers
+            // already started.
+            datapath.spawn(w, core, ctx)?;
+            datapath.jobs.push(tx);
+            datapath.bells.push(bell);
+        }
+        datapath.apply(state)?;
+        Ok(datapath)
+    }
+
+    fn spawn(
+        &mut self,
+        index: usize,
+        core: Option<usize>,
+        ctx: WorkerCtx,
+    ) -> Result<(), DaemonError> {
+        let stop = self.stop.clone();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("xvs-worker-{index}"))
+            .spawn(move || {
+                let pinned = core.is_none_or(xvs_hw::cpu::pin_current_thread);
+                let _ = started_tx.send((pinned, current_tid()));
+                if pinned {
+                    run(ctx, &stop)
+                } else {
+                    ctx
+                }
+            })
+            .expect("spawning a worker thread");
+        let Ok((true, tid)) = started_rx.recv() else {
+            let _ = thread.join();
+            return Err(DaemonError::Pin(core.unwrap_or_default()));
+        };
+        self.threads.push(thread);
+        self.workers.push(WorkerInfo { core, tid });
+        Ok(())
+    }
+
+    /// The state the switch was last told to be in (missing ports
+    /// included).
+    pub fn desired(&self) -> &DesiredState {
+        &self.desired
+    }
+
+    /// The snapshot the workers run.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// Ports of the desired state whose interface does not exist.
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// The ports in the datapath, in snapshot order.
+    pub fn ports(&self) -> impl Iterator<Item = &PortInfo> {
+        self.live.iter().map(|p| &p.info)
+    }
+
+    pub fn settings(&self) -> DatapathSettings {
+        self.settings
+    }
+
+    /// Converges the datapath to `desired` (see the module
+    /// documentation). On error nothing changed.
+    pub fn apply(&mut self, desired: DesiredState) -> Result<(), DaemonError> {
+        let (effective, missing) = present(&desired, |name| {
+            std::path::Path::new("/sys/class/net").join(name).exists()
+        });
+        let generation = self.snapshot.generation + 1;
+        let snapshot = Arc::new(Snapshot::compile(&effective, generation)?);
+
+        // Reconcile ports by name: kept (index into `live`) or new.
+        let workers = self.jobs.len();
+        let mut load = vec![0usize; workers];
+        let mut kept: Vec<Option<usize>> = Vec::with_capacity(effective.ports.len());
+        for spec in &effective.ports {
+            let plumb = plumbing(spec, &effective);
+            let old = self
+                .live
+                .iter()
+                .position(|p| p.spec.name == spec.name && p.plumbing == plumb);
+            if let Some(j) = old {
+                for &w in &self.live[j].info.workers {
+                    load[w] += 1;
+                }
+            }
+            kept.push(old);
+        }
+        let mut fresh: HashMap<usize, LivePort> = HashMap::new();
+        for (i, spec) in effective.ports.iter().enumerate() {
+            if kept[i].is_some() {
+                continue;
+            }
+            let plumb = plumbing(spec, &effective);
+            let program = SteeringProgram::attach(&spec.name, plumb.steering)?;
+            if let Some(cidr) = plumb.owned {
+                program.own_prefix(cidr.network(), cidr.prefix_len())?;
+            }
+            let queues = rx_queues(&spec.name);
+            let served_by = (0..queues)
+                .map(|_| {
+                    let w = (0..workers).min_by_key(|&w| (load[w], w)).unwrap_or(0);
+                    load[w] += 1;
+                    w
+                })
+                .collect();
+            fresh.insert(
+                i,
+                LivePort {
+                    spec: spec.clone(),
+                    plumbing: plumb,
+                    info: PortInfo {
+                        name: spec.name.clone(),
+                        xdp: program.mode(),
+                        bind: BindMode::Copy,
+                        queues,
+                        workers: served_by,
+                    },
+                    program,
+                },
+            );
+        }
+        let need = |sockets: usize| {
+            u32::try_from(sockets)
+                .unwrap_or(u32::MAX)
+                .saturating_mul(2 * self.settings.ring)
+                .saturating_add(SPARE_FRAMES)
+        };
+        if let Some(w) = (0..workers).find(|&w| need(load[w]) > self.settings.umem_frames) {
+            return Err(DaemonError::UmemFull {
+                worker: w,
+                sockets: load[w],
+                frames: self.settings.umem_frames,
+                need: need(load[w]),
+            });
+        }
+
+        // Each worker's plan for each port of the new snapshot.
+        let port_of = |i: usize| -> &PortInfo {
+            match kept[i] {
+                Some(j) => &self.live[j].info,
+                None => &fresh[&i].info,
+            }
+        };
+        let plans: Vec<Vec<Plan>> = (0..workers)
+            .map(|w| {
+                (0..effective.ports.len())
+                    .map(|i| {
+                        let info = port_of(i);
+                        let queues: Vec<u32> = (0..info.queues)
+                            .filter(|&q| info.workers[q as usize] == w)
+                            .collect();
+                        match (queues.is_empty(), kept[i]) {
+                            (false, Some(_)) => Plan::Keep,
+                            (false, None) => Plan::Open { queues },
+                            (true, _) => Plan::Remote {
+                                owner: info.workers[0],
+                            },
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+
+        // Open, on every worker; abort everywhere if one fails.
+        let names: Vec<String> = effective.ports.iter().map(|p| p.name.clone()).collect();
+        let settings = self.settings;
+        let opened = self.on_workers(|w| {
+            let plan = plans[w].clone();
+            let names = names.clone();
+            move |ctx: &mut WorkerCtx| open(ctx, &names, &plan, settings)
+        });
+        let registered = opened.and_then(|opened| {
+            for o in opened.into_iter().flatten() {
+                let port = fresh
+                    .values_mut()
+                    .find(|p| p.spec.name == o.port)
+                    .ok_or_else(|| DaemonError::Worker(format!("opened unknown {}", o.port)))?;
+                port.program.register_socket_fd(o.queue, o.fd)?;
+                port.info.bind = o.mode;
+            }
+            Ok(())
+        });
+        if let Err(e) = registered {
+            let _ = self.on_workers(|_| |ctx: &mut WorkerCtx| abort(ctx));
+            return Err(e);
+        }
+        self.on_workers(|w| {
+            let plan = plans[w].clone();
+            let names = names.clone();
+            let snapshot = snapshot.clone();
+            move |ctx: &mut WorkerCtx| commit(ctx, snapshot, &names, &plan)
+        })?;
+
+        // The new port table; programs of ports that went drop (detach)
+        // here, after their sockets closed.
+        let mut old: Vec<Option<LivePort>> = self.live.drain(..).map(Some).collect();
+        self.live = (0..effective.ports.len())
+            .filter_map(|i| match kept[i] {
+                Some(j) => old[j].take(),
+                None => fresh.remove(&i),
+            })
+            .collect();
+        for gone in old.into_iter().flatten() {
+            tracing::info!(port = gone.spec.name, "port removed");
+        }
+        for name in &missing {
+            tracing::warn!(
+                port = name,
+                "interface does not exist: port left out of the datapath"
+            );
+        }
+        self.snapshot = snapshot;
+        self.desired = desired;
+        self.missing = missing;
+        Ok(())
+    }
+
+    /// Runs `make(w)`'s job on every worker `w` and waits for all of them.
+    fn on_workers<R: Send + 'static, J>(
+        &self,
+        make: impl Fn(usize) -> J,
+    ) -> Result<Vec<R>, DaemonError>
+    where
+        J: FnOnce(&mut WorkerCtx) -> Result<R, String> + Send + 'static,
+    {
+        let replies: Vec<_> = (0..self.jobs.len())
+            .map(|w| {
+                let (tx, rx) = channel::bounded(1);
+                let job = make(w);
+                let job: Job = Box::new(move |ctx| {
+                    let _ = tx.send(job(ctx));
+                });
+                if self.jobs[w].send(job).is_err() {
+                    return Err(DaemonError::Worker(format!("worker {w} has stopped")));
+                }
+                self.bells[w].ring();
+                Ok(rx)
+            })
+            .collect::<Result<_, _>>()?;
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        let mut results = Vec::with_capacity(replies.len());
+        let mut first_error = None;
+        for (w, rx) in replies.into_iter().enumerate() {
+            match rx.recv_deadline(deadline) {
+                Ok(Ok(r)) => results.push(r),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(DaemonError::Worker(format!("worker {w}: {e}")));
+                }
+                Err(_) => {
+                    first_error.get_or_insert(DaemonError::Worker(format!(
+                        "worker {w} did not answer within {JOB_TIMEOUT:?}"
+                    )));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
+    }
+
+    /// Stops the workers and returns their counters. The sockets close
+    /// here; the XDP programs are detached when `self` drops.
+    pub fn stop(&mut self) -> Option<Report> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut ports: Vec<PortReport> = self
+            .live
+            .iter()
+            .map(|p| PortReport {
+                name: p.spec.name.clone(),
+                counters: PortCounters::default(),
+                steering: p.program.counters().ok(),
+            })
+            .collect();
+        let mut drops = [0u64; DropReason::COUNT];
+        let mut workers = Vec::new();
+        let infos = std::mem::take(&mut self.workers);
+        for (info, thread) in infos.into_iter().zip(self.threads.drain(..)) {
+            let Ok(ctx) = thread.join() else {
+                continue;
+            };
+            let worker = &ctx.worker;
+            for (port, c) in ports.iter_mut().zip(&worker.port_counters) {
+                port.counters.add(c);
+            }
+            let counters = worker.pipeline.counters();
+            for r in DropReason::ALL {
+                drops[*r as usize] += counters.drops_of(*r);
+            }
+            let total = |f: fn(&PortCounters) -> u64| worker.port_counters.iter().map(f).sum();
+            workers.push(WorkerReport {
+                core: info.core,
+                tid: info.tid,
+                rx_packets: total(|c| c.rx_packets),
+                tx_packets: total(|c| c.tx_packets),
+                handed_off: total(|c| c.handed_off),
+                handoff_drops: total(|c| c.handoff_drops),
+                handoff_no_frame: worker.handoff_no_frame,
+                handoff_stale: worker.handoff_stale,
+                tx_ring_full: local(worker).map(|p| p.tx_ring_full).sum(),
+                sockets: local(worker).fold(SocketStats::default(), |mut sum, p| {
+                    sum.add(&p.stats(&worker.pool));
+                    sum
+                }),
+                accounting: worker.pool.xsk.accounting(),
+                times: worker.times,
+            });
+        }
+        if workers.is_empty() {
+            return None;
+        }
+        let drops = DropReason::ALL
+            .iter()
+            .map(|r| (r.name(), drops[*r as usize]))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        Some(Report {
+            ports,
+            workers,
+            drops,
+        })
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `desired` without the ports whose interface does not exist (and the
+/// static routes through them), and the names of those ports. The uplink
+/// is never left out: without it the node is not switched at all, and
+/// attaching to it fails with a clear error.
+fn present(desired: &DesiredState, exists: impl Fn(&str) -> bool) -> (DesiredState, Vec<String>) {
+    let mut effective = desired.clone();
+    let missing: Vec<String> = desired
+        .ports
+        .iter()
+        .filter(|p| !matches!(p.kind, PortKind::Uplink { .. }) && !exists(&p.name))
+        .map(|p| p.name.clone())
+        .collect();
+    effective.ports.retain(|p| !missing.contains(&p.name));
+    effective.routes.retain(|r| !missing.contains(&r.port));
+    (effective, missing)
+}
+
+/// The *open* job: sockets for every port this worker is to open.
+fn open(
+    ctx: &mut WorkerCtx,
+    names: &[String],
+    plan: &[Plan],
+    settings: DatapathSettings,
+) -> Result<Vec<Opened>, String> {
+    let mut opened = Vec::new();
+    for (name, plan) in names.iter().zip(plan) {
+        let Plan::Open { queues } = plan else {
+            continue;
+        };
+        let mut ids = Vec::new();
+        for &queue in queues {
+            let xsk = &mut ctx.worker.pool.xsk;
+            match xsk.add_socket(name, queue, settings.ring, settings.force_copy) {
+                Ok(id) => {
+                    xsk.refill(id, 0);
+                    opened.push(Opened {
+                        port: name.clone(),
+                        queue,
+                        fd: xsk.fd(id).as_raw_fd(),
+                        mode: xsk.mode(id),
+                    });
+                    ids.push(id);
+                }
+                Err(e) => {
+                    ctx.opened.insert(name.clone(), ids);
+                    abort(ctx)?;
+                    return Err(format!("port {name} queue {queue}: {e}"));
+                }
+            }
+        }
+        ctx.opened.insert(name.clone(), ids);
+    }
+    Ok(opened)
+}
+
+/// The *abort* job: closes what *open* opened.
+fn abort(ctx: &mut WorkerCtx) -> Result<(), String> {
+    for (_, ids) in ctx.opened.drain() {
+        for id in ids {
+            ctx.worker.pool.xsk.remove_socket(id);
+        }
+    }
+    Ok(())
+}
+
+/// The *commit* job: the new port table and snapshot; sockets of ports
+/// not kept are closed. A plan that does not fit what the worker has (a
+/// bug) changes nothing and closes what *open* opened.
+fn commit(
+    ctx: &mut WorkerCtx,
+    snapshot: Arc<Snapshot>,
+    names: &[String],
+    plan: &[Plan],
+) -> Result<(), String> {
+    let current: Vec<&str> = ctx
+        .worker
+        .pipeline
+        .snapshot()
+        .ports
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    for (name, plan) in names.iter().zip(plan) {
+        let fits = match plan {
+            Plan::Keep => current
+                .iter()
+                .position(|n| n == name)
+                .is_some_and(|i| matches!(ctx.worker.ports[i], PortSlot::Local(_))),
+            Plan::Open { .. } => ctx.opened.get(name).is_some_and(|ids| !ids.is_empty()),
+            Plan::Remote { owner } => ctx.outboxes.get(*owner).is_some_and(Option::is_some),
+        };
+        if !fits {
+            abort(ctx)?;
+            return Err(format!("the plan for port {name} ({plan:?}) does not fit"));
+        }
+    }
+    let mut old: HashMap<String, (PortSlot<XskPort>, PortCounters)> = ctx
+        .worker
+        .take_ports()
+        .into_iter()
+        .map(|(name, slot, counters)| (name, (slot, counters)))
+        .collect();
+    let mut ports = Vec::with_capacity(names.len());
+    for (name, plan) in names.iter().zip(plan) {
+        let kept = old.remove(name);
+        let counters = kept.as_ref().map(|(_, c)| *c).unwrap_or_default();
+        let slot = match (plan, kept) {
+            (Plan::Keep, Some((slot, _))) => slot,
+            (Plan::Remote { owner }, kept) => {
+                if let Some((PortSlot::Local(p), _)) = kept {
+                    close(&mut ctx.worker.pool.xsk, &p);
+                }
+                PortSlot::Remote(ctx.outboxes[*owner].clone().expect("checked above"))
+            }
+            (_, kept) => {
+                if let Some((PortSlot::Local(p), _)) = kept {
+                    close(&mut ctx.worker.pool.xsk, &p);
+                }
+                PortSlot::Local(XskPort::new(ctx.opened.remove(name).unwrap_or_default()))
+            }
+        };
+        ports.push((slot, counters));
+    }
+    for (_, (slot, _)) in old {
+        if let PortSlot::Local(p) = slot {
+            close(&mut ctx.worker.pool.xsk, &p);
+        }
+    }
+    ctx.opened.clear();
+    ctx.worker.install(snapshot, ports);
+    Ok(())
+}
+
+fn close(xsk: &mut Xsk, port: &XskPort) {
+    for &id in port.sockets() {
+        xsk.remove_socket(id);
+    }
+}
+
+/// The kernel's id of the calling thread, from the `/proc/thread-self`
+/// link (`<pid>/task/<tid>`).
+pub(crate) fn current_tid() -> Option<u32> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    link.file_name()?.to_str()?.parse().ok()
+}
+
+/// The ports a worker serves.
+fn local(worker: &XskWorker) -> impl Iterator<Item = &XskPort> {
+    worker.ports.iter().filter_map(|slot| match slot {
+        PortSlot::Local(p) => Some(p),
+        PortSlot::Remote(_) => None,
+    })
+}
+
+/// The poll loop of a worker, until `stop`.
+fn run(mut ctx: WorkerCtx, stop: &AtomicBool) -> WorkerCtx {
+    let start = Instant::now();
+    let mut empty = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(job) = ctx.jobs.try_recv() {
+            job(&mut ctx);
+        }
+        let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if ctx.worker.poll(now) > 0 {
+            empty = 0;
+            continue;
+        }
+        empty = empty.saturating_add(1);
+        if empty < BUSY_ROUNDS {
+            std::hint::spin_loop();
+            continue;
+        }
+        if !sleep(&ctx) {
+            // poll(2) itself failing (it should not): do not spin.
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ctx.worker.account_idle();
+    }
+    ctx
+}
+
+/// Sleeps until a socket, the hand-off doorbell or the job doorbell has
+/// something, or [`IDLE_WAIT_MS`]; `false` if `poll(2)` failed.
+fn sleep(ctx: &WorkerCtx) -> bool {
+    let worker = &ctx.worker;
+    if !ctx.jobs.is_empty() {
+        return true;
+    }
+    let ok = match worker.inbox() {
+        None => worker
+            .pool
+            .xsk
+            .wait_rx(&[ctx.bell.fd()], IDLE_WAIT_MS)
+            .is_ok(),
+        Some(inbox) => {
+            if !inbox.prepare_sleep() {
+                return true;
+            }
+            let ok = worker
+                .pool
+                .xsk
+                .wait_rx(&[inbox.doorbell_fd(), ctx.bell.fd()], IDLE_WAIT_MS)
+                .is_ok();
+            inbox.woke();
+            ok
+        }
+    };
+    ctx.bell.drain();
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xvs_control::state::{MacAddr, NodeSpec, RouteSpec};
+
+    fn port(name: &str, kind: PortKind) -> PortSpec {
+        PortSpec {
+            name: name.into(),
+            kind,
+            mtu: 1500,
+        }
+    }
+
+    #[test]
+    fn a_thread_knows_its_kernel_id() {
+        let (tid, comm) = std::thread::Builder::new()
+            .name("xvs-tid-test".into())
+            .spawn(|| {
+                let tid = current_tid().expect("a tid");
+                (
+                    tid,
+                    std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")),
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(comm.unwrap().trim(), "xvs-tid-test");
+        assert_ne!(Some(tid), current_tid(), "each thread its own");
+    }
+
+    #[test]
+    fn ports_without_an_interface_are_left_out_with_their_routes() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 1]);
+        let state = DesiredState {
+            node: NodeSpec {
+                node_ip: "192.168.0.1".parse().unwrap(),
+                pod_cidr: "10.244.1.0/24".parse().unwrap(),
+                gateway_ip: xvs_control::state::DEFAULT_POD_GATEWAY,
+                gateway_mac: xvs_control::state::DEFAULT_GATEWAY_MAC,
+                vxlan: None,
+            },
+            ports: vec![
+                port("eth0", PortKind::Uplink { mac }),
+                port(
+                    "gone",
+                    PortKind::Pod {
+                        ip: "10.244.1.2".parse().unwrap(),
+                        mac,
+                    },
+                ),
+                port("here", PortKind::Bridged { domain: 1 }),
+            ],
+            routes: vec![RouteSpec {
+                prefix: "10.9.0.0/16".parse().unwrap(),
+                port: "gone".into(),
+                next_hop_mac: mac,
+            }],
+            remote_nodes: Vec::new(),
+            proxy_arp: Vec::new(),
+        };
+        let (effective, missing) = present(&state, |name| name == "here");
+        assert_eq!(missing, ["gone"]);
+        let names: Vec<&str> = effective.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["eth0", "here"], "the uplink is never left out");
+        assert!(effective.routes.is_empty());
+        let (all, none) = present(&state, |_| true);
+        assert_eq!((all, none.is_empty()), (state, true));
+    }
+}
