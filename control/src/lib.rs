@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod flowrule;
 pub mod protocol;
 pub mod server;
 pub mod state;

@@ -8,6 +8,7 @@
 //! - [`wire`]: zero-copy typed views of the protocols;
 //! - [`snapshot`]: the desired state compiled into immutable tables
 //!   ([`lpm`] routes, ports, overlay, bridge domains);
+//! - [`classifier`]: user flow rules compiled for the slow path's lookup;
 //! - [`pipeline`]: the stages a batch walks, one file each;
 //! - [`l2`]: the MAC learning table;
 //! - [`drop`]: drop reasons and per-worker counters;
@@ -19,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod classifier;
 pub mod daemon;
 pub mod drop;
 pub mod handoff;
