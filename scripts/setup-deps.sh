@@ -11,11 +11,12 @@ set -euo pipefail
 # Test: iproute2 for the network namespaces and veth pairs of the
 # end-to-end tests, ethtool to turn off checksum offload on veths whose
 # frames cross AF_XDP (a frame with a partial checksum would leave the
-# switch unfinished), iperf3 as the TCP/UDP peer.
+# switch unfinished), iperf3 as the TCP/UDP peer, curl to scrape the
+# metrics endpoint.
 # The benchmark runner (xvs-bench) draws its plots with the DejaVu font.
 PACKAGES=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4
-  iproute2 ethtool iperf3 fonts-dejavu-core
+  iproute2 ethtool iperf3 curl fonts-dejavu-core
 )
 # `setup-deps.sh perf` (make perf) adds the peers xvs-bench measures xvsd
 # against: nftables (kube-proxy-style DNAT), DPDK testpmd with its AF_XDP

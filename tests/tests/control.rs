@@ -50,7 +50,10 @@ fn state_changes_at_run_time_and_survives_a_crash() {
         args.extend_from_slice(extra);
         Xvsd::start(&args)
     };
+    let metrics = format!("127.0.0.1:{}", 19000 + std::process::id() % 1000);
     let xvsd = start(&[
+        "--metrics-addr",
+        &metrics,
         "--node-ip",
         "192.168.77.1",
         "--pod-cidr",
@@ -140,6 +143,36 @@ fn state_changes_at_run_time_and_survives_a_crash() {
     assert!(routes.contains("10.9.0.0/16  xct3"), "{routes}");
     let show = ok("show");
     assert!(show.starts_with("snapshot generation 3"), "{show}");
+
+    // Live counters: xvsctl stats and the Prometheus endpoint.
+    std::thread::sleep(std::time::Duration::from_millis(300)); // a publish
+    let stats: serde_json::Value = serde_json::from_str(&ok("-o json stats")).unwrap();
+    let xct1 = stats["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == POD1.1)
+        .unwrap();
+    assert!(
+        xct1["counters"]["rx_packets"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert!(
+        xct1["steering"]["redirected"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    let table = ok("stats");
+    assert!(
+        table.contains("worker 0 (core") && table.contains("ns per packet"),
+        "{table}"
+    );
+    let scrape = common::run(&format!("curl -sf http://{metrics}/metrics"));
+    assert!(
+        scrape.contains("xvs_port_rx_packets_total{port=\"xct1\"}")
+            && scrape.contains("xvs_snapshot_generation 3")
+            && scrape.trim_end().ends_with("# EOF"),
+        "{scrape}"
+    );
 
     // SIGKILL, then a restart that is given only its state directory.
     xvsd.kill();

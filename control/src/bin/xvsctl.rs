@@ -66,6 +66,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Counters per port and per worker (received, sent, drops by reason,
+    /// burst sizes, busy and idle time, as `ovs-appctl
+    /// dpif-netdev/pmd-stats-show`), at most 100 ms old.
+    Stats,
     /// The whole desired state.
     GetState,
     /// Print a shell completion script.
@@ -141,6 +145,7 @@ fn request(command: Command) -> Result<(&'static str, Value, Render), String> {
         Command::Show => ("show", Value::Null, show_table),
         Command::Version => ("version", Value::Null, version_table),
         Command::GetState => ("get-state", Value::Null, |v| format!("{v:#}\n")),
+        Command::Stats => ("stats", Value::Null, stats_text),
         Command::Port(PortCommand::Add(p)) => {
             let kind = match (p.pod, p.uplink, p.bridged) {
                 (Some(pod), None, None) => {
@@ -353,6 +358,105 @@ fn vtep_list_table(v: &Value) -> String {
             &["name", "pod_cidr", "vtep_ip", "vtep_mac", "underlay_mac"],
         ),
     )
+}
+
+fn stats_text(v: &Value) -> String {
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    let ports: Vec<Vec<String>> = v["ports"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let c = &p["counters"];
+                    let s = &p["steering"];
+                    vec![
+                        cell(&p["name"]),
+                        cell(&c["rx_packets"]),
+                        cell(&c["rx_bytes"]),
+                        cell(&c["tx_packets"]),
+                        cell(&c["tx_bytes"]),
+                        cell(&c["handed_off"]),
+                        cell(&c["handoff_drops"]),
+                        cell(&s["redirected"]),
+                        cell(&s["passed"]),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = format!("snapshot generation {}\n\n", cell(&v["generation"]));
+    out.push_str(&table(
+        &[
+            "PORT",
+            "RX PKTS",
+            "RX BYTES",
+            "TX PKTS",
+            "TX BYTES",
+            "HANDED OFF",
+            "HANDOFF DROPS",
+            "XDP REDIRECTED",
+            "XDP PASSED",
+        ],
+        &ports,
+    ));
+    for (i, w) in v["workers"].as_array().into_iter().flatten().enumerate() {
+        let t = &w["times"];
+        let busy = ["rx_ns", "pipeline_ns", "tx_ns", "handoff_ns"]
+            .iter()
+            .map(|k| n(&t[*k]))
+            .sum::<u64>();
+        let total = busy + n(&t["idle_ns"]);
+        let packets = n(&t["packets"]);
+        let per_packet = |k: &str| match packets {
+            0 => "-".to_string(),
+            p => format!("{:.0}", n(&t[k]) as f64 / p as f64),
+        };
+        let share = |part: u64, whole: u64| match whole {
+            0 => "-".to_string(),
+            w => format!("{:.1}%", 100.0 * part as f64 / w as f64),
+        };
+        let bursts: Vec<String> = ["1", "2-3", "4-7", "8-15", "16-31", "32-63", "64"]
+            .iter()
+            .zip(t["batches"].as_array().into_iter().flatten())
+            .map(|(size, count)| format!("{size}:{}", cell(count)))
+            .collect();
+        out.push_str(&format!(
+            "\nworker {i} (core {}, tid {}):\n\
+             \x20 packets received {}, sent {}, handed off {} (dropped {}), tx ring full {}\n\
+             \x20 kernel: rx ring full {}, no fill frame {}\n\
+             \x20 polls busy {}, idle {}; busy {} of the time\n\
+             \x20 ns per packet: rx {}, pipeline {}, tx {}, hand-off {}\n\
+             \x20 bursts: {}\n",
+            cell(&w["core"]),
+            cell(&w["tid"]),
+            cell(&w["rx_packets"]),
+            cell(&w["tx_packets"]),
+            cell(&w["handed_off"]),
+            cell(&w["handoff_drops"]),
+            cell(&w["tx_ring_full"]),
+            cell(&w["sockets"]["rx_ring_full"]),
+            cell(&w["sockets"]["rx_fill_ring_empty"]),
+            cell(&t["busy_polls"]),
+            cell(&t["idle_polls"]),
+            share(busy, total),
+            per_packet("rx_ns"),
+            per_packet("pipeline_ns"),
+            per_packet("tx_ns"),
+            per_packet("handoff_ns"),
+            bursts.join(" "),
+        ));
+    }
+    let drops: Vec<Vec<String>> = v["drops"]
+        .as_object()
+        .map(|m| m.iter().map(|(k, c)| vec![k.clone(), cell(c)]).collect())
+        .unwrap_or_default();
+    out.push('\n');
+    if drops.is_empty() {
+        out.push_str("no drops\n");
+    } else {
+        out.push_str(&table(&["DROP REASON", "PACKETS"], &drops));
+    }
+    out
 }
 
 /// What a change did: its diff lines, then the generation.

@@ -11,7 +11,7 @@ use xvs_control::state::DesiredState;
 use xvs_vswitch::daemon::config::{self, Flags, XvsdConfig};
 use xvs_vswitch::daemon::control::Control;
 use xvs_vswitch::daemon::store::{merge, StateStore};
-use xvs_vswitch::daemon::{write_atomically, Datapath, DatapathSettings, Report};
+use xvs_vswitch::daemon::{metrics, write_atomically, Datapath, DatapathSettings, Report};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -33,49 +33,94 @@ fn main() -> ExitCode {
     }
 }
 
-/// The control socket, bound before the datapath starts: a second xvsd
-/// finds the first one listening and stops there, before it could replace
-/// the first one's XDP programs.
-struct ControlSocket {
+/// The control plane's sockets, bound before the datapath starts (a
+/// second xvsd finds the first one listening and stops there, before it
+/// could replace the first one's XDP programs), served on a thread of
+/// their own: a single-threaded tokio runtime, off the datapath cores.
+struct ControlPlane {
     runtime: tokio::runtime::Runtime,
-    server: Server,
+    server: Option<Server>,
+    metrics: Option<tokio::net::TcpListener>,
 }
 
-impl ControlSocket {
-    fn bind(path: &str, flags: &Flags) -> Result<ControlSocket, Box<dyn std::error::Error>> {
+impl ControlPlane {
+    fn bind(flags: &Flags) -> Result<ControlPlane, Box<dyn std::error::Error>> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()?;
-        let server = runtime.block_on(Server::bind(
-            std::path::Path::new(path),
-            flags.control_uids.clone(),
-        ))?;
-        tracing::info!(path, allowed_uids = ?flags.control_uids, "control socket");
-        Ok(ControlSocket { runtime, server })
+        let server = match flags.control_socket.as_str() {
+            "none" => None,
+            path => {
+                let server = runtime
+                    .block_on(Server::bind(
+                        std::path::Path::new(path),
+                        flags.control_uids.clone(),
+                    ))
+                    .map_err(|e| format!("--control-socket {path}: {e}"))?;
+                tracing::info!(path, allowed_uids = ?flags.control_uids, "control socket");
+                Some(server)
+            }
+        };
+        let metrics = match flags.metrics_addr {
+            None => None,
+            Some(addr) => {
+                metrics::check_localhost(&addr).map_err(|e| format!("--metrics-addr {e}"))?;
+                let listener = runtime
+                    .block_on(tokio::net::TcpListener::bind(addr))
+                    .map_err(|e| format!("--metrics-addr {addr}: {e}"))?;
+                tracing::info!(%addr, "metrics endpoint (GET /metrics)");
+                Some(listener)
+            }
+        };
+        Ok(ControlPlane {
+            runtime,
+            server,
+            metrics,
+        })
     }
 
-    /// Serves on a thread of its own (a single-threaded tokio runtime, off
-    /// the datapath cores) until `stop`; the socket file is removed when
-    /// it ends.
+    /// Serves until `stop`; the socket file is removed when it ends.
     fn serve(
         self,
-        handler: Control,
+        datapath: &Arc<Mutex<Datapath>>,
+        store: Option<StateStore>,
         stop: &Arc<AtomicBool>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let stop = stop.clone();
-        let ControlSocket { runtime, server } = self;
+        let handler = Arc::new(Control::new(datapath.clone(), store));
+        let ControlPlane {
+            runtime,
+            server,
+            metrics,
+        } = self;
         std::thread::Builder::new()
             .name("xvs-control".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let serving = tokio::spawn(server.serve(Arc::new(handler)));
-                    while !stop.load(Ordering::Relaxed) && !serving.is_finished() {
+                    let mut tasks = Vec::new();
+                    if let Some(server) = server {
+                        tasks.push((
+                            "control socket",
+                            tokio::spawn(server.serve(handler.clone())),
+                        ));
+                    }
+                    if let Some(listener) = metrics {
+                        let control = handler.clone();
+                        let source: metrics::Source = Arc::new(move || control.metrics());
+                        tasks.push(("metrics", tokio::spawn(metrics::serve(listener, source))));
+                    }
+                    drop(handler);
+                    while !stop.load(Ordering::Relaxed)
+                        && !tasks.iter().any(|(_, t)| t.is_finished())
+                    {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    serving.abort();
-                    if let Ok(Err(e)) = serving.await {
-                        tracing::error!("control socket: {e}");
+                    for (what, task) in tasks {
+                        task.abort();
+                        if let Ok(Err(e)) = task.await {
+                            tracing::error!("{what}: {e}");
+                        }
                     }
                 });
             })
@@ -115,13 +160,7 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let control = match flags.control_socket.as_str() {
-        "none" => None,
-        path => Some(
-            ControlSocket::bind(path, flags)
-                .map_err(|e| format!("--control-socket {path}: {e}"))?,
-        ),
-    };
+    let control = ControlPlane::bind(flags)?;
     let store = match flags.state_dir.as_str() {
         "none" => None,
         dir => Some(StateStore::open(std::path::Path::new(dir))?),
@@ -160,17 +199,12 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
         datapath.snapshot().generation
     );
     let datapath = Arc::new(Mutex::new(datapath));
-    let control = match control {
-        None => None,
-        Some(socket) => Some(socket.serve(Control::new(datapath.clone(), store), &stop)?),
-    };
+    let control = control.serve(&datapath, store, &stop)?;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
     tracing::info!("stopping");
-    if let Some(thread) = control {
-        let _ = thread.join();
-    }
+    let _ = control.join();
     // The control thread has ended, and with it every handle on the
     // datapath but ours.
     let mut datapath = match Arc::try_unwrap(datapath) {

@@ -203,6 +203,10 @@ pub struct Flags {
     /// ports need].
     #[arg(long)]
     pub umem_frames: Option<u32>,
+    /// Serve Prometheus metrics on this localhost address (e.g.
+    /// 127.0.0.1:9464), at /metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Where the desired state is persisted (`none`: nowhere; a restart
     /// then forgets what the control socket added).
     #[arg(long, default_value = "/var/lib/xvs")]

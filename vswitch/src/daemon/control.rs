@@ -137,6 +137,25 @@ impl Control {
         })
     }
 
+    /// The live counters as Prometheus text.
+    pub fn metrics(&self) -> String {
+        let dp = self.datapath();
+        let report = dp.live_report();
+        super::metrics::render(&super::metrics::MetricsInput {
+            report: &report,
+            generation: dp.snapshot().generation,
+            flows: 0,
+            flow_capacity: 0,
+        })
+    }
+
+    fn stats(&self) -> Value {
+        let dp = self.datapath();
+        let mut v = serde_json::to_value(dp.live_report()).unwrap_or_default();
+        v["generation"] = json!(dp.snapshot().generation);
+        v
+    }
+
     fn port_list(&self) -> Value {
         let dp = self.datapath();
         let ports: Vec<Value> = dp
@@ -206,6 +225,7 @@ impl Handler for Control {
             "show" => Ok(self.show()),
             "get-state" => Ok(serde_json::to_value(self.datapath().desired()).unwrap_or_default()),
             "port-list" => Ok(self.port_list()),
+            "stats" => Ok(self.stats()),
             "route-list" => Ok(json!(self.datapath().desired().routes)),
             "vtep-list" => Ok(json!(self.datapath().desired().remote_nodes)),
             "port-add" => {

@@ -41,7 +41,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,70 @@ struct WorkerCtx {
     /// Sockets opened by the last *open* job, by port name, until *commit*
     /// or *abort*.
     opened: HashMap<String, Vec<SocketId>>,
+    /// Its counters as last published (see [`PUBLISH_EVERY`]).
+    published: Arc<Mutex<Option<WorkerStats>>>,
+    info: WorkerInfo,
+}
+
+/// How often a worker publishes a copy of its counters for `xvsctl stats`
+/// and the metrics endpoint. It copies them only if no reader holds the
+/// slot (`try_lock`): a worker never waits for the control plane.
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(100);
+
+/// One worker's counters at one moment.
+#[derive(Debug, Clone)]
+struct WorkerStats {
+    report: WorkerReport,
+    /// Its view of each port, by name.
+    ports: Vec<(String, PortCounters)>,
+    drops: [u64; DropReason::COUNT],
+}
+
+impl WorkerCtx {
+    fn stats(&self) -> WorkerStats {
+        let worker = &self.worker;
+        let counters = worker.pipeline.counters();
+        let mut drops = [0u64; DropReason::COUNT];
+        for r in DropReason::ALL {
+            drops[*r as usize] = counters.drops_of(*r);
+        }
+        let total = |f: fn(&PortCounters) -> u64| worker.port_counters.iter().map(f).sum();
+        WorkerStats {
+            report: WorkerReport {
+                core: self.info.core,
+                tid: self.info.tid,
+                rx_packets: total(|c| c.rx_packets),
+                tx_packets: total(|c| c.tx_packets),
+                handed_off: total(|c| c.handed_off),
+                handoff_drops: total(|c| c.handoff_drops),
+                handoff_no_frame: worker.handoff_no_frame,
+                handoff_stale: worker.handoff_stale,
+                tx_ring_full: local(worker).map(|p| p.tx_ring_full).sum(),
+                sockets: local(worker).fold(SocketStats::default(), |mut sum, p| {
+                    sum.add(&p.stats(&worker.pool));
+                    sum
+                }),
+                accounting: worker.pool.xsk.accounting(),
+                times: worker.times,
+            },
+            ports: worker
+                .pipeline
+                .snapshot()
+                .ports
+                .iter()
+                .map(|p| p.name.clone())
+                .zip(worker.port_counters.iter().copied())
+                .collect(),
+            drops,
+        }
+    }
+
+    /// Publishes [`WorkerCtx::stats`] unless a reader holds the slot.
+    fn publish(&self) {
+        if let Ok(mut slot) = self.published.try_lock() {
+            *slot = Some(self.stats());
+        }
+    }
 }
 
 /// A port of the datapath: its program and how it is served.
@@ -171,6 +235,7 @@ struct Opened {
 pub struct Datapath {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<WorkerCtx>>,
+    published: Vec<Arc<Mutex<Option<WorkerStats>>>>,
     jobs: Vec<Sender<Job>>,
     bells: Vec<Arc<Doorbell>>,
     /// In snapshot order; programs are detached when they drop, after the
@@ -219,6 +284,7 @@ impl Datapath {
         let mut datapath = Datapath {
             stop,
             threads: Vec::new(),
+            published: Vec::new(),
             jobs: Vec::new(),
             bells: Vec::new(),
             live: Vec::new(),
@@ -241,13 +307,17 @@ impl Datapath {
             );
             let (tx, rx) = channel::unbounded();
             let bell = Doorbell::new().map_err(DaemonError::Handoff)?;
+            let published = Arc::new(Mutex::new(None));
             let ctx = WorkerCtx {
                 worker,
                 outboxes,
                 jobs: rx,
                 bell: bell.clone(),
                 opened: HashMap::new(),
+                published: published.clone(),
+                info: WorkerInfo { core, tid: None },
             };
+            datapath.published.push(published);
             // On error the datapath drops here and stops the workers
             // already started.
             datapath.spawn(w, core, ctx)?;
@@ -262,7 +332,7 @@ impl Datapath {
         &mut self,
         index: usize,
         core: Option<usize>,
-        ctx: WorkerCtx,
+        mut ctx: WorkerCtx,
     ) -> Result<(), DaemonError> {
         let stop = self.stop.clone();
         let (started_tx, started_rx) = std::sync::mpsc::channel();
@@ -270,7 +340,8 @@ impl Datapath {
             .name(format!("xvs-worker-{index}"))
             .spawn(move || {
                 let pinned = core.is_none_or(xvs_hw::cpu::pin_current_thread);
-                let _ = started_tx.send((pinned, current_tid()));
+                ctx.info.tid = current_tid();
+                let _ = started_tx.send((pinned, ctx.info.tid));
                 if pinned {
                     run(ctx, &stop)
                 } else {
@@ -512,10 +583,19 @@ impl Datapath {
         }
     }
 
-    /// Stops the workers and returns their counters. The sockets close
-    /// here; the XDP programs are detached when `self` drops.
-    pub fn stop(&mut self) -> Option<Report> {
-        self.stop.store(true, Ordering::Relaxed);
+    /// The counters as the workers last published them (at most
+    /// [`PUBLISH_EVERY`] old), with the steering programs' read now.
+    pub fn live_report(&self) -> Report {
+        let stats: Vec<WorkerStats> = self
+            .published
+            .iter()
+            .filter_map(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .collect();
+        self.report(stats)
+    }
+
+    /// `stats` summed into a report over the current ports.
+    fn report(&self, stats: Vec<WorkerStats>) -> Report {
         let mut ports: Vec<PortReport> = self
             .live
             .iter()
@@ -527,51 +607,44 @@ impl Datapath {
             .collect();
         let mut drops = [0u64; DropReason::COUNT];
         let mut workers = Vec::new();
-        let infos = std::mem::take(&mut self.workers);
-        for (info, thread) in infos.into_iter().zip(self.threads.drain(..)) {
-            let Ok(ctx) = thread.join() else {
-                continue;
-            };
-            let worker = &ctx.worker;
-            for (port, c) in ports.iter_mut().zip(&worker.port_counters) {
-                port.counters.add(c);
+        for w in stats {
+            for (name, c) in &w.ports {
+                if let Some(port) = ports.iter_mut().find(|p| &p.name == name) {
+                    port.counters.add(c);
+                }
             }
-            let counters = worker.pipeline.counters();
-            for r in DropReason::ALL {
-                drops[*r as usize] += counters.drops_of(*r);
+            for (sum, n) in drops.iter_mut().zip(w.drops) {
+                *sum += n;
             }
-            let total = |f: fn(&PortCounters) -> u64| worker.port_counters.iter().map(f).sum();
-            workers.push(WorkerReport {
-                core: info.core,
-                tid: info.tid,
-                rx_packets: total(|c| c.rx_packets),
-                tx_packets: total(|c| c.tx_packets),
-                handed_off: total(|c| c.handed_off),
-                handoff_drops: total(|c| c.handoff_drops),
-                handoff_no_frame: worker.handoff_no_frame,
-                handoff_stale: worker.handoff_stale,
-                tx_ring_full: local(worker).map(|p| p.tx_ring_full).sum(),
-                sockets: local(worker).fold(SocketStats::default(), |mut sum, p| {
-                    sum.add(&p.stats(&worker.pool));
-                    sum
-                }),
-                accounting: worker.pool.xsk.accounting(),
-                times: worker.times,
-            });
-        }
-        if workers.is_empty() {
-            return None;
+            workers.push(w.report);
         }
         let drops = DropReason::ALL
             .iter()
             .map(|r| (r.name(), drops[*r as usize]))
             .filter(|(_, n)| *n > 0)
             .collect();
-        Some(Report {
+        Report {
             ports,
             workers,
             drops,
-        })
+        }
+    }
+
+    /// Stops the workers and returns their counters. The sockets close
+    /// here; the XDP programs are detached when `self` drops.
+    pub fn stop(&mut self) -> Option<Report> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.workers.clear();
+        let stats: Vec<WorkerStats> = self
+            .threads
+            .drain(..)
+            .filter_map(|t| t.join().ok())
+            .map(|ctx| ctx.stats())
+            .collect();
+        if stats.is_empty() {
+            return None;
+        }
+        Some(self.report(stats))
     }
 }
 
@@ -738,12 +811,18 @@ fn local(worker: &XskWorker) -> impl Iterator<Item = &XskPort> {
 /// The poll loop of a worker, until `stop`.
 fn run(mut ctx: WorkerCtx, stop: &AtomicBool) -> WorkerCtx {
     let start = Instant::now();
+    let publish_ns = u64::try_from(PUBLISH_EVERY.as_nanos()).unwrap_or(u64::MAX);
+    let mut published_ns = 0;
     let mut empty = 0u32;
     while !stop.load(Ordering::Relaxed) {
         while let Ok(job) = ctx.jobs.try_recv() {
             job(&mut ctx);
         }
         let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if now - published_ns >= publish_ns {
+            ctx.publish();
+            published_ns = now;
+        }
         if ctx.worker.poll(now) > 0 {
             empty = 0;
             continue;
