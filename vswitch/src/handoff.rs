@@ -3,7 +3,8 @@
 //!
 //! Each worker owns its UMEM and the AF_XDP sockets bound to it, and an
 //! AF_XDP socket can only transmit frames of its own UMEM. Workers split a
-//! port's queues between them (queue `q` goes to worker `q mod workers`), so
+//! port's queues between them (each to the worker with the fewest sockets
+//! when the port is added), so
 //! a port with fewer queues than there are workers — a single-queue veth,
 //! say — is served by some workers only, and the others hand their packets
 //! for it to the first worker that has one. This is what OVS's PMD threads
