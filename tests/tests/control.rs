@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::process::Output;
 
 use common::{ping, ping_eventually, root_or_skip, sh, Topology, Xvsd};
@@ -92,18 +91,12 @@ fn state_changes_at_run_time_and_survives_a_crash() {
     );
 
     // Bad requests on the socket get clear errors while traffic flows.
-    let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    conn.write_all(
+    let replies = common::raw_requests(
+        std::path::Path::new(&socket),
         b"{\"version\":1,\"id\":1,\"method\":\"port-add\",\"params\":{\"name\":5}}\n\
           {\"version\":1,\"id\":2,\"method\":\"route-del\",\"params\":{\"prefix\":\"10.1.0.0/16\"}}\n\
           {\"version\":1,\"id\":3,\"method\":\"apply\",\"params\":{\"state\":{\"node\":7}}}\n",
-    )
-    .unwrap();
-    let replies: Vec<serde_json::Value> = BufReader::new(conn)
-        .lines()
-        .take(3)
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect();
+    );
     assert_eq!(replies[0]["error"]["code"], "invalid-params", "{replies:?}");
     assert_eq!(replies[1]["error"]["code"], "not-found", "{replies:?}");
     assert_eq!(replies[2]["error"]["code"], "invalid-params", "{replies:?}");

@@ -553,14 +553,10 @@ fn control_socket_show_and_peer_check() {
         "{err}"
     );
     // Garbage, an unknown method and a good request on one connection.
-    let mut conn = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-    conn.write_all(b"garbage\n{\"version\":1,\"id\":2,\"method\":\"frobnicate\"}\n{\"version\":1,\"id\":3,\"method\":\"version\"}\n")
-        .unwrap();
-    let replies: Vec<serde_json::Value> = BufReader::new(conn)
-        .lines()
-        .take(3)
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect();
+    let replies = common::raw_requests(
+        &socket,
+        b"garbage\n{\"version\":1,\"id\":2,\"method\":\"frobnicate\"}\n{\"version\":1,\"id\":3,\"method\":\"version\"}\n",
+    );
     assert_eq!(replies[0]["error"]["code"], "parse-error", "{replies:?}");
     assert_eq!(replies[1]["error"]["code"], "unknown-method", "{replies:?}");
     assert_eq!(replies[2]["result"]["protocol"], 1, "{replies:?}");

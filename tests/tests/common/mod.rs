@@ -331,3 +331,17 @@ pub fn routed_pods(topo: &mut Topology, pods: &[(&str, &str, &str, &str)], extra
     args.extend(extra.iter().map(|s| (*s).to_string()));
     Xvsd::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
 }
+
+/// Writes `lines` (raw request lines, newline-terminated) on one connection
+/// to the control socket at `socket` and reads one JSON reply per line.
+pub fn raw_requests(socket: &std::path::Path, lines: &[u8]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut conn = std::os::unix::net::UnixStream::connect(socket).expect("connecting");
+    conn.write_all(lines).expect("writing requests");
+    let n = lines.iter().filter(|&&b| b == b'\n').count();
+    BufReader::new(conn)
+        .lines()
+        .take(n)
+        .map(|l| serde_json::from_str(&l.expect("a reply line")).expect("a JSON reply"))
+        .collect()
+}

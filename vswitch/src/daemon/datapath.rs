@@ -379,10 +379,6 @@ impl Datapath {
         self.live.iter().map(|p| &p.info)
     }
 
-    pub fn settings(&self) -> DatapathSettings {
-        self.settings
-    }
-
     /// Converges the datapath to `desired` (see the module
     /// documentation). On error nothing changed.
     pub fn apply(&mut self, desired: DesiredState) -> Result<(), DaemonError> {

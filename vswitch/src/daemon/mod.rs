@@ -22,7 +22,7 @@ pub mod datapath;
 pub mod metrics;
 pub mod store;
 
-pub use datapath::{Datapath, DatapathSettings, PortInfo, WorkerInfo, BUSY_ROUNDS, IDLE_WAIT_MS};
+pub use datapath::{Datapath, DatapathSettings, PortInfo, WorkerInfo};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
