@@ -12,11 +12,12 @@ set -euo pipefail
 # end-to-end tests, ethtool to turn off checksum offload on veths whose
 # frames cross AF_XDP (a frame with a partial checksum would leave the
 # switch unfinished), iperf3 as the TCP/UDP peer, curl to scrape the
-# metrics endpoint.
+# metrics endpoint, tshark to read back what `xvsctl capture` wrote (and
+# as the independent dissector pipeline tests check frames with).
 # The benchmark runner (xvs-bench) draws its plots with the DejaVu font.
 PACKAGES=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4
-  iproute2 ethtool iperf3 curl fonts-dejavu-core
+  iproute2 ethtool iperf3 curl tshark fonts-dejavu-core
 )
 # `setup-deps.sh perf` (make perf) adds the peers xvs-bench measures xvsd
 # against: nftables (kube-proxy-style DNAT), DPDK testpmd with its AF_XDP
@@ -40,6 +41,10 @@ if ((${#missing[@]})); then
   fi
   echo "setup-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # wireshark-common (pulled in by tshark) would ask whether non-root
+  # users may capture; the answer is no, and it must not ask.
+  echo "wireshark-common wireshark-common/install-setuid boolean false" |
+    debconf-set-selections
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

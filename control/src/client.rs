@@ -48,6 +48,14 @@ impl Client {
         })
     }
 
+    /// Bounds every later read and write by `timeout` instead of 30 s
+    /// (for a call that waits on purpose, as `capture` does).
+    pub fn set_timeout(&mut self, timeout: Duration) -> Result<(), ClientError> {
+        self.writer.set_read_timeout(Some(timeout))?;
+        self.writer.set_write_timeout(Some(timeout))?;
+        Ok(())
+    }
+
     /// Calls `method`; its result, or the error xvsd answered with.
     pub fn call(&mut self, method: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id;

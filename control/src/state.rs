@@ -13,6 +13,8 @@ use std::str::FromStr;
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
+use crate::flowrule::FlowRule;
+
 /// The link-local gateway every pod routes through, as Calico does: the
 /// switch answers ARP for it on pod ports with its own MAC.
 pub const DEFAULT_POD_GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
@@ -38,6 +40,11 @@ pub struct DesiredState {
     /// pod gateway.
     #[serde(default)]
     pub proxy_arp: Vec<Ipv4Addr>,
+    /// Flow rules (ovs-ofctl syntax, see [`crate::flowrule`]) the slow path
+    /// consults before the default pipeline; the order breaks ties between
+    /// equal priorities.
+    #[serde(default)]
+    pub rules: Vec<FlowRule>,
 }
 
 /// Facts about this node.
@@ -164,6 +171,7 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
     keyed(&mut out, "proxy-arp", &old.proxy_arp, &new.proxy_arp, |a| {
         a.to_string()
     });
+    keyed(&mut out, "rule", &old.rules, &new.rules, |r| r.to_string());
     out
 }
 

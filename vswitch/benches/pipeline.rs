@@ -11,6 +11,10 @@
 //! the frame builders are the pipeline tests' (tests/common): pods
 //! pod1..pod3, an uplink with the overlay to node2, bridge domain 7.
 //!
+//! The `_cached` rows run with xvsd's flow cache and conntrack, every
+//! flow already cached: the fast path; the others are the slow path alone
+//! (no cache, no conntrack), what every packet costs without them.
+//!
 //! `make bench` runs this and prints the table (perf/src/bin/bench-table.rs).
 
 #[path = "../tests/common/mod.rs"]
@@ -25,6 +29,7 @@ use common::{
     VNI, VTEP_MAC,
 };
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use xvs_flowtable::{Conntrack, FlowTable, Timeouts};
 use xvs_vswitch::packet::{FramePool, HeapFramePool};
 use xvs_vswitch::pipeline::{Pipeline, PipelineConfig};
 use xvs_vswitch::port::{Batch, PortId};
@@ -40,7 +45,16 @@ struct Path {
     frame: fn(u16) -> Vec<u8>,
     /// Whether to run the pipeline (false: the baseline).
     process: bool,
+    /// With xvsd's flow cache and conntrack (flows warmed up: every
+    /// measured packet hits), or the bare slow path.
+    cached: bool,
+    /// With [`RULES`] flow rules that the packets do not match (the
+    /// classifier scans them all on the slow path).
+    rules: bool,
 }
+
+/// Rules a service chain might have, none matching the measured packets.
+const RULES: usize = 16;
 
 const PATHS: &[Path] = &[
     Path {
@@ -48,24 +62,32 @@ const PATHS: &[Path] = &[
         in_port: "pod1",
         frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), i),
         process: false,
+        cached: false,
+        rules: false,
     },
     Path {
         name: "l2_forward",
         in_port: "br1",
         frame: |i| min_udp(HOST_A, HOST_B, pod_ip(1), pod_ip(2), i),
         process: true,
+        cached: false,
+        rules: false,
     },
     Path {
         name: "l3_forward",
         in_port: "pod1",
         frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), i),
         process: true,
+        cached: false,
+        rules: false,
     },
     Path {
         name: "vxlan_encap",
         in_port: "pod1",
         frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), REMOTE_POD, i),
         process: true,
+        cached: false,
+        rules: false,
     },
     Path {
         name: "vxlan_decap",
@@ -75,21 +97,76 @@ const PATHS: &[Path] = &[
             vxlan_from_remote_port(&inner, VNI, 50000 + i)
         },
         process: true,
+        cached: false,
+        rules: false,
+    },
+    Path {
+        name: "l3_forward_cached",
+        in_port: "pod1",
+        frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), i),
+        process: true,
+        cached: true,
+        rules: false,
+    },
+    Path {
+        name: "vxlan_encap_cached",
+        in_port: "pod1",
+        frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), REMOTE_POD, i),
+        process: true,
+        cached: true,
+        rules: false,
+    },
+    Path {
+        name: "l3_forward_rules",
+        in_port: "pod1",
+        frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), i),
+        process: true,
+        cached: false,
+        rules: true,
+    },
+    Path {
+        name: "l3_forward_rules_cached",
+        in_port: "pod1",
+        frame: |i| min_udp(pod_mac(1), GW_MAC, pod_ip(1), pod_ip(2), i),
+        process: true,
+        cached: true,
+        rules: true,
     },
 ];
 
 fn bench(c: &mut Criterion) {
-    let snapshot = Arc::new(Snapshot::compile(&state(), 1).unwrap());
+    let plain = Arc::new(Snapshot::compile(&state(), 1).unwrap());
+    let mut with_rules = state();
+    with_rules.rules = (0..RULES)
+        .map(|i| {
+            format!(
+                "priority={},in_port=pod2,tcp,tp_dst={} actions=drop",
+                100 + i,
+                8000 + i
+            )
+            .parse()
+            .unwrap()
+        })
+        .collect();
+    let with_rules = Arc::new(Snapshot::compile(&with_rules, 1).unwrap());
     let mut group = c.benchmark_group("pipeline");
     group
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     for path in PATHS {
+        let snapshot = if path.rules { &with_rules } else { &plain };
         for batch_size in [32u16, 64] {
             let in_port: PortId = snapshot.port_id(path.in_port).unwrap();
             let templates: Vec<Vec<u8>> = (0..batch_size).map(|i| (path.frame)(1000 + i)).collect();
             let mut pool = HeapFramePool::new(1024);
-            let mut pipeline = Pipeline::new(Arc::clone(&snapshot), PipelineConfig::default());
+            let mut pipeline = Pipeline::new(Arc::clone(snapshot), PipelineConfig::default());
+            if path.cached {
+                pipeline.set_flow_cache(Arc::new(FlowTable::with_capacity(1 << 16)));
+                pipeline.set_conntrack(Arc::new(Conntrack::new(1 << 16, Timeouts::default())));
+                for t in &templates {
+                    batch_of(&mut pool, t, &mut pipeline, in_port);
+                }
+            }
             // Teach the bridge where HOST_B lives so l2_forward is unicast.
             let mut batch = Batch::new();
             batch.push(
@@ -134,6 +211,14 @@ fn bench(c: &mut Criterion) {
 }
 
 /// Returns every queued frame to the pool, as a port's tx completion would.
+/// Runs `frame` through once (to cache its flow).
+fn batch_of(pool: &mut HeapFramePool, frame: &[u8], pipeline: &mut Pipeline, in_port: PortId) {
+    let mut batch = Batch::new();
+    batch.push(pool.alloc_with(frame).unwrap());
+    pipeline.process(pool, in_port, &mut batch, 0);
+    drain(pipeline, pool);
+}
+
 fn drain(pipeline: &mut Pipeline, pool: &mut HeapFramePool) {
     for (_, queue) in pipeline.tx_queues() {
         for p in queue.drain(..) {

@@ -115,6 +115,14 @@ drop_reasons! {
     UnknownPort = "unknown_port",
     /// The output port's transmit queue was full.
     TxQueueFull = "tx_queue_full",
+    /// A flow rule said `drop` (or had no actions).
+    RuleDrop = "rule_drop",
+    /// A flow rule's `vxlan:` action on a frame that is not untagged IPv4
+    /// (the overlay carries routed IPv4 only).
+    RuleEncapNotIpv4 = "rule_encap_not_ipv4",
+    /// A flow rule would push a VLAN tag but the frame has no headroom, or
+    /// would make it longer than a frame holds.
+    RuleVlanNoRoom = "rule_vlan_no_room",
     /// A stage left a packet undecided: a bug, counted rather than leaked.
     Internal = "internal",
 }
@@ -139,6 +147,18 @@ pub struct Counters {
     pub vxlan_decap: u64,
     pub mac_learned: u64,
     pub mac_table_full: u64,
+    /// Packets whose flow was in the flow cache (under the current
+    /// snapshot), and packets that looked and missed.
+    pub flow_hits: u64,
+    pub flow_misses: u64,
+    /// Flows this worker added to the cache.
+    pub flows_added: u64,
+    /// Connections this worker started tracking; packets invalid in their
+    /// connection's state (forwarded all the same); packets that could not
+    /// be tracked (table full, or an answer without a connection).
+    pub ct_created: u64,
+    pub ct_invalid: u64,
+    pub ct_untracked: u64,
 }
 
 impl Default for Counters {
@@ -156,6 +176,12 @@ impl Default for Counters {
             vxlan_decap: 0,
             mac_learned: 0,
             mac_table_full: 0,
+            flow_hits: 0,
+            flow_misses: 0,
+            flows_added: 0,
+            ct_created: 0,
+            ct_invalid: 0,
+            ct_untracked: 0,
         }
     }
 }

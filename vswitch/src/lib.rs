@@ -13,6 +13,9 @@
 //! - [`l2`]: the MAC learning table;
 //! - [`drop`]: drop reasons and per-worker counters;
 //! - [`worker`]: polls ports, runs the pipeline, flushes transmit queues;
+//! - [`capture`]: copies of one port's frames for `xvsctl capture`;
+//! - [`trace`]: one described packet through the slow path, for
+//!   `xvsctl trace`;
 //! - [`daemon`]: xvsd: configuration, AF_XDP setup, the worker thread.
 //!
 //! No FFI and no `unsafe` here: NICs are reached only through the `Port`
@@ -20,9 +23,11 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod classifier;
 pub mod daemon;
 pub mod drop;
+pub mod flow_cache;
 pub mod handoff;
 pub mod l2;
 pub mod lpm;
@@ -30,5 +35,6 @@ pub mod packet;
 pub mod pipeline;
 pub mod port;
 pub mod snapshot;
+pub mod trace;
 pub mod wire;
 pub mod worker;

@@ -90,6 +90,11 @@ impl<A: LpmAddr, V> Lpm<A, V> {
             .get(&addr.mask(len))
     }
 
+    /// Every stored value, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.levels.iter().flat_map(|(_, map)| map.values())
+    }
+
     /// Number of prefixes.
     pub fn len(&self) -> usize {
         self.levels.iter().map(|(_, m)| m.len()).sum()

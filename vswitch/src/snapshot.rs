@@ -15,6 +15,7 @@ use ipnet::Ipv4Net;
 use rustc_hash::{FxHashMap, FxHashSet};
 use xvs_control::state::{DesiredState, MacAddr, PortKind};
 
+use crate::classifier::{RuleError, RuleTable};
 use crate::lpm::Lpm;
 use crate::packet::MAX_FRAME_LEN;
 use crate::port::PortId;
@@ -74,7 +75,7 @@ pub struct PortInfo {
 }
 
 /// Where a route leads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NextHop {
     /// Out of `port` to Ethernet destination `mac`.
     Port { port: PortId, mac: MacAddr },
@@ -139,6 +140,12 @@ pub struct Snapshot {
     pub remote_by_vtep: FxHashMap<Ipv4Addr, u16>,
     /// Ports of each bridge domain, in port order (the flood lists).
     pub bridge_domains: FxHashMap<u16, Vec<PortId>>,
+    /// The user's flow rules, consulted before the default pipeline.
+    pub rules: RuleTable,
+    /// Every distinct next hop of `routes`, so that a cached flow names
+    /// its hop with a 16-bit index ([`Snapshot::hop_id`]).
+    pub hops: Vec<NextHop>,
+    hop_ids: FxHashMap<NextHop, u16>,
 }
 
 /// Why a desired state cannot be compiled.
@@ -180,7 +187,17 @@ pub enum CompileError {
     BadMtu { port: String, mtu: u16 },
     #[error("VXLAN uplink {port:?} has MTU {mtu}; the overlay needs at least {need} (68 for the inner packet + {VXLAN_OVERHEAD})")]
     OverlayMtuTooSmall { port: String, mtu: u16, need: usize },
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("{0} flow rules configured; the switch supports at most {max}", max = MAX_RULES)]
+    TooManyRules(usize),
+    #[error("{0} distinct next hops; the switch supports at most {max}", max = u16::MAX)]
+    TooManyHops(usize),
 }
+
+/// The most flow rules a snapshot holds: a cached flow names its rule in
+/// 15 bits.
+pub const MAX_RULES: usize = (1 << 15) - 2;
 
 impl Snapshot {
     /// Compiles `state` into snapshot number `generation`.
@@ -358,6 +375,33 @@ impl Snapshot {
         let mut proxy_arp: FxHashSet<Ipv4Addr> = state.proxy_arp.iter().copied().collect();
         proxy_arp.insert(node.gateway_ip);
 
+        if state.rules.len() > MAX_RULES {
+            return Err(CompileError::TooManyRules(state.rules.len()));
+        }
+        let rules = RuleTable::compile(
+            &state.rules,
+            |name| by_name.get(name).copied(),
+            |name| {
+                remotes
+                    .iter()
+                    .position(|r| r.name == name)
+                    .and_then(|i| u16::try_from(i).ok())
+            },
+        )?;
+
+        let mut hops = Vec::new();
+        let mut hop_ids = FxHashMap::default();
+        for route in routes.values() {
+            if let Route::Via(hop) = *route {
+                if let std::collections::hash_map::Entry::Vacant(e) = hop_ids.entry(hop) {
+                    let id = u16::try_from(hops.len())
+                        .map_err(|_| CompileError::TooManyHops(hops.len()))?;
+                    e.insert(id);
+                    hops.push(hop);
+                }
+            }
+        }
+
         Ok(Snapshot {
             generation,
             ports,
@@ -371,6 +415,9 @@ impl Snapshot {
             remotes,
             remote_by_vtep,
             bridge_domains,
+            rules,
+            hops,
+            hop_ids,
         })
     }
 
@@ -381,6 +428,11 @@ impl Snapshot {
         ip == self.gateway_ip
             || ip == self.node_ip
             || self.overlay.as_ref().is_some_and(|o| o.vtep_ip == ip)
+    }
+
+    /// The index of `hop` in [`Snapshot::hops`], if a route leads there.
+    pub fn hop_id(&self, hop: NextHop) -> Option<u16> {
+        self.hop_ids.get(&hop).copied()
     }
 
     /// The port with this name.
@@ -474,6 +526,7 @@ mod tests {
             }],
             remote_nodes: vec![remote("node2", "10.244.2.0/24", REMOTE_VTEP)],
             proxy_arp: vec![PROXY],
+            rules: Vec::new(),
         }
     }
 

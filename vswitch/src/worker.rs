@@ -23,12 +23,19 @@
 //! costs tens of ns (vDSO; ~50 ns in a VM), so that is one read per idle
 //! round and a few per batch, never one per packet or per idle port. Every
 //! nanosecond between the first read and the last is charged once.
+//!
+//! A worker may hold a capture [`Tap`] (`xvsctl capture`): it sees each
+//! received burst before the pipeline and each transmit queue before its
+//! port (see [`crate::capture`]). Without one, that is one branch per
+//! burst; with one, its copying is charged to the pipeline (received
+//! bursts) and to tx (transmits).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::capture::{Direction, Tap};
 use crate::handoff::{Inbox, Outbox};
 use crate::packet::FramePool;
 use crate::pipeline::{Pipeline, PipelineConfig};
@@ -200,6 +207,8 @@ pub struct Worker<P: FramePool, T: Port<P>> {
     pub handoff_stale: u64,
     inbox: Option<Inbox>,
     batch: Batch,
+    /// The capture tap, if a capture is running.
+    tap: Option<Tap>,
 }
 
 impl<P: FramePool, T: Port<P>> Worker<P, T> {
@@ -243,6 +252,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             handoff_stale: 0,
             inbox,
             batch: Batch::new(),
+            tap: None,
         }
     }
 
@@ -264,7 +274,8 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
     }
 
     /// Switches to `snapshot` with `ports` (indexed like its port table,
-    /// each with its counters so far).
+    /// each with its counters so far). A capture tap is dropped, its
+    /// capture interrupted: the port it taps may have another id now.
     ///
     /// # Panics
     /// As [`Worker::new`], if the ports do not match the snapshot.
@@ -276,6 +287,20 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
         );
         (self.ports, self.port_counters) = ports.into_iter().unzip();
         self.pipeline.set_snapshot(snapshot);
+        if let Some(tap) = self.tap.take() {
+            tap.interrupt();
+        }
+    }
+
+    /// Installs (or with `None` removes) the capture tap; returns the one
+    /// it replaces.
+    pub fn set_tap(&mut self, tap: Option<Tap>) -> Option<Tap> {
+        std::mem::replace(&mut self.tap, tap)
+    }
+
+    /// The capture tap, if any.
+    pub fn tap(&self) -> Option<&Tap> {
+        self.tap.as_ref()
     }
 
     /// The port with id `id` if this worker serves it.
@@ -313,6 +338,9 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             let c = &mut self.port_counters[idx];
             c.rx_packets += n as u64;
             c.rx_bytes += self.batch.iter().map(|p| u64::from(p.len)).sum::<u64>();
+            if let Some(tap) = &self.tap {
+                tap.observe(in_port, &self.pool, &self.batch, Direction::In);
+            }
             self.pipeline
                 .process(&mut self.pool, in_port, &mut self.batch, now_ns);
             round.lap(Stage::Pipeline);
@@ -346,6 +374,9 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             let c = &mut self.port_counters[idx];
             match &mut self.ports[idx] {
                 PortSlot::Local(p) => {
+                    if let Some(tap) = &self.tap {
+                        tap.observe(port, &self.pool, queue, Direction::Out);
+                    }
                     transmit(p, &mut self.pool, queue, c);
                     round.lap(Stage::Tx);
                 }
@@ -366,7 +397,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
         let Some(inbox) = &self.inbox else {
             return 0;
         };
-        let (ports, counters) = (&mut self.ports, &mut self.port_counters);
+        let (ports, counters, tap) = (&mut self.ports, &mut self.port_counters, &self.tap);
         let generation = self.pipeline.snapshot().generation;
         let done = inbox.deliver(
             &mut self.pool,
@@ -376,7 +407,12 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
                 round.lap(Stage::Handoff);
                 let idx = usize::from(port);
                 match (ports.get_mut(idx), counters.get_mut(idx)) {
-                    (Some(PortSlot::Local(p)), Some(c)) => transmit(p, pool, batch, c),
+                    (Some(PortSlot::Local(p)), Some(c)) => {
+                        if let Some(tap) = tap {
+                            tap.observe(port, pool, batch, Direction::Out);
+                        }
+                        transmit(p, pool, batch, c);
+                    }
                     // Handed to a worker that does not serve the port: a wiring
                     // bug, but a packet is never worth a panic.
                     _ => {

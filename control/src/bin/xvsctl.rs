@@ -9,18 +9,22 @@
 //! xvsctl vtep add node2 --pod-cidr 10.244.2.0/24 --vtep-ip 192.168.50.2 \
 //!        --vtep-mac 02:00:00:00:02:01 --underlay-mac 02:00:00:00:02:00
 //! xvsctl apply -f state.yaml       # converge to exactly this state; prints the diff
+//! xvsctl trace in_port=veth1,tcp,nw_dst=10.244.1.3,tp_dst=80   # each stage's decision, nothing sent
+//! xvsctl capture veth1 -w /tmp/veth1.pcap -c 10   # xvsd writes a pcap (tshark -r)
 //! xvsctl completions bash > /etc/bash_completion.d/xvsctl
 //! ```
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 use xvs_control::client::{Client, DEFAULT_SOCKET};
 use xvs_control::state::{DesiredState, MacAddr, PortKind};
+use xvs_control::trace::Trace;
 
 #[derive(Parser)]
 #[command(name = "xvsctl", version, about = "Inspect and program a running xvsd")]
@@ -72,8 +76,94 @@ enum Command {
     Stats,
     /// The whole desired state.
     GetState,
+    /// Copy frames received on and sent out of PORT into a pcap file,
+    /// which xvsd writes (read it with tshark -r or wireshark).
+    Capture {
+        /// The port: its interface name, as `xvsctl show` lists it.
+        port: String,
+        /// The pcap file (a relative path is taken from here).
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        file: PathBuf,
+        /// Stop after N packets (both directions together).
+        #[arg(short = 'c', long, value_name = "N",
+              value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        count: u64,
+        /// Bytes kept of each frame.
+        #[arg(long, default_value_t = 65535,
+              value_parser = clap::value_parser!(u32).range(1..=65535))]
+        snaplen: u32,
+        /// Stop after SECS seconds with what was captured.
+        #[arg(long, value_name = "SECS", default_value_t = 10,
+              value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout: u64,
+    },
+    /// Run a described packet through the switch's slow path without
+    /// sending it, and print each stage's decision and where the packet
+    /// (and any reply or ICMP error) would go, like `ovs-appctl
+    /// ofproto/trace`. PACKET is written like a flow rule's match, e.g.
+    /// `in_port=pod1,tcp,nw_dst=10.244.1.3,tp_dst=80`, plus nw_ttl,
+    /// icmp_type, icmp_code, arp_op, arp_spa, arp_tpa and len; what is
+    /// left out gets a default (the trace prints the packet in full).
+    Trace {
+        /// The packet (several words are joined with blanks).
+        #[arg(required = true, num_args = 1.., value_name = "PACKET")]
+        packet: Vec<String>,
+    },
+    /// Add a flow rule, written as `ovs-ofctl add-flow` writes one:
+    /// `priority=100,in_port=pod1,tcp,tp_dst=80 actions=output:fw0`.
+    AddFlow {
+        /// The rule (several words are joined with blanks).
+        #[arg(required = true, num_args = 1.., value_name = "RULE")]
+        rule: Vec<String>,
+    },
+    /// Delete flow rules whose match is exactly MATCH (only those of its
+    /// priority if it has `priority=`), or every rule with --all; with
+    /// --cached, delete cached flows instead (of --port / --addr if given).
+    DelFlows {
+        #[arg(num_args = 0.., value_name = "MATCH", conflicts_with_all = ["all", "cached"])]
+        matches: Vec<String>,
+        /// Delete every rule.
+        #[arg(long, conflicts_with = "cached")]
+        all: bool,
+        /// Delete cached flows, not rules.
+        #[arg(long)]
+        cached: bool,
+        #[command(flatten)]
+        filter: FlowFilter,
+    },
+    /// The flow rules in lookup order, with what their cached flows
+    /// carried.
+    DumpRules,
+    /// The flow cache: each flow's key, actions, rule, packets, bytes,
+    /// age and idle time.
+    DumpFlows {
+        #[command(flatten)]
+        filter: FlowFilter,
+    },
+    /// The connections of routed traffic, as `conntrack -L` prints them.
+    DumpConntrack {
+        /// Only connections from or to this address.
+        #[arg(long)]
+        addr: Option<std::net::IpAddr>,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Args)]
+struct FlowFilter {
+    /// Only flows received on this port.
+    #[arg(long)]
+    port: Option<String>,
+    /// Only flows from or to this address.
+    #[arg(long)]
+    addr: Option<std::net::IpAddr>,
+}
+
+impl FlowFilter {
+    fn params(&self) -> Value {
+        json!({"port": self.port, "addr": self.addr})
+    }
 }
 
 #[derive(Subcommand)]
@@ -214,6 +304,51 @@ fn request(command: Command) -> Result<(&'static str, Value, Render), String> {
                 changes_text,
             )
         }
+        Command::Capture {
+            port,
+            file,
+            count,
+            snaplen,
+            timeout,
+        } => {
+            // xvsd runs elsewhere (its own working directory).
+            let path =
+                std::path::absolute(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            (
+                "capture",
+                json!({"port": port, "path": path, "count": count,
+                       "snaplen": snaplen, "timeout_ms": timeout * 1000}),
+                capture_text,
+            )
+        }
+        Command::Trace { packet } => ("trace", json!({"packet": packet.join(" ")}), trace_text),
+        Command::AddFlow { rule } => ("rule-add", json!({"rule": rule.join(" ")}), changes_text),
+        Command::DelFlows {
+            matches,
+            all,
+            cached,
+            filter,
+        } => match (cached, all, matches.is_empty()) {
+            (true, _, _) => ("del-flows", filter.params(), deleted_text),
+            (false, _, false) if filter.port.is_some() || filter.addr.is_some() => {
+                return Err("--port and --addr select cached flows: add --cached".into())
+            }
+            (false, true, _) => ("rule-del", json!({}), changes_text),
+            (false, false, false) => (
+                "rule-del",
+                json!({"match": matches.join(" ")}),
+                changes_text,
+            ),
+            (false, false, true) => return Err(
+                "say what to delete: a rule MATCH, --all (every rule) or --cached (cached flows)"
+                    .into(),
+            ),
+        },
+        Command::DumpRules => ("rule-list", Value::Null, dump_rules_text),
+        Command::DumpConntrack { addr } => {
+            ("dump-conntrack", json!({"addr": addr}), conntrack_text)
+        }
+        Command::DumpFlows { filter } => ("dump-flows", filter.params(), dump_flows_text),
         Command::Completions { .. } => unreachable!("handled in main"),
     })
 }
@@ -224,9 +359,19 @@ fn main() -> ExitCode {
         clap_complete::generate(shell, &mut Cli::command(), "xvsctl", &mut std::io::stdout());
         return ExitCode::SUCCESS;
     }
+    // A capture answers when it is done: up to its timeout.
+    let wait = match &cli.command {
+        Command::Capture { timeout, .. } => Some(Duration::from_secs(timeout + 30)),
+        _ => None,
+    };
     let result = request(cli.command).and_then(|(method, params, render)| {
         Client::connect(&cli.socket)
-            .and_then(|mut c| c.call(method, params))
+            .and_then(|mut c| {
+                if let Some(wait) = wait {
+                    c.set_timeout(wait)?;
+                }
+                c.call(method, params)
+            })
             .map(|v| (v, render))
             .map_err(|e| e.to_string())
     });
@@ -424,6 +569,7 @@ fn stats_text(v: &Value) -> String {
             "\nworker {i} (core {}, tid {}):\n\
              \x20 packets received {}, sent {}, handed off {} (dropped {}), tx ring full {}\n\
              \x20 kernel: rx ring full {}, no fill frame {}\n\
+             \x20 flow cache: hits {}, misses {}, flows added {}; connections tracked {}\n\
              \x20 polls busy {}, idle {}; busy {} of the time\n\
              \x20 ns per packet: rx {}, pipeline {}, tx {}, hand-off {}\n\
              \x20 bursts: {}\n",
@@ -436,6 +582,10 @@ fn stats_text(v: &Value) -> String {
             cell(&w["tx_ring_full"]),
             cell(&w["sockets"]["rx_ring_full"]),
             cell(&w["sockets"]["rx_fill_ring_empty"]),
+            cell(&w["flow_hits"]),
+            cell(&w["flow_misses"]),
+            cell(&w["flows_added"]),
+            cell(&w["ct_created"]),
             cell(&t["busy_polls"]),
             cell(&t["idle_polls"]),
             share(busy, total),
@@ -479,6 +629,102 @@ fn changes_text(v: &Value) -> String {
     out
 }
 
+/// "12 packets captured on pod1 to /tmp/x.pcap", with drops and an early
+/// end if any.
+fn capture_text(v: &Value) -> String {
+    let packets = v["packets"].as_u64().unwrap_or(0);
+    let mut out = format!(
+        "{packets} packet{} captured on {} to {}\n",
+        if packets == 1 { "" } else { "s" },
+        cell(&v["port"]),
+        cell(&v["path"]),
+    );
+    match v["dropped"].as_u64() {
+        Some(0) | None => {}
+        Some(n) => out.push_str(&format!(
+            "{n} packets dropped (not copied: xvsd's capture queue was full)\n"
+        )),
+    }
+    if v["interrupted"].as_bool() == Some(true) {
+        out.push_str("capture ended early: the switch was reconfigured\n");
+    }
+    out
+}
+
+/// A trace as xvsd's golden tests print it (the same `Display`).
+fn trace_text(v: &Value) -> String {
+    match serde_json::from_value::<Trace>(v.clone()) {
+        Ok(trace) => trace.to_string(),
+        // An xvsd of another version: show what it sent.
+        Err(_) => format!("{v:#}\n"),
+    }
+}
+
+fn conntrack_text(v: &Value) -> String {
+    let mut out = String::new();
+    for line in v["connections"].as_array().into_iter().flatten() {
+        out += &format!("{}\n", cell(line));
+    }
+    out + &format!(
+        "{} connections (capacity {})\n",
+        cell(&v["live"]),
+        cell(&v["capacity"])
+    )
+}
+
+fn deleted_text(v: &Value) -> String {
+    format!("{} cached flows deleted\n", cell(&v["removed"]))
+}
+
+/// One rule per line, as ovs-ofctl dump-flows prints them.
+fn dump_rules_text(v: &Value) -> String {
+    let mut out = format!("generation {}\n", cell(&v["generation"]));
+    for r in v["rules"].as_array().into_iter().flatten() {
+        out += &format!(
+            " cached_flows={}, n_packets={}, n_bytes={}, {}\n",
+            cell(&r["cached_flows"]),
+            cell(&r["packets"]),
+            cell(&r["bytes"]),
+            cell(&r["rule"])
+        );
+    }
+    out
+}
+
+/// Seconds with one decimal, from nanoseconds.
+fn secs(v: &Value) -> String {
+    #[allow(clippy::cast_precision_loss)] // display only
+    let s = v.as_u64().unwrap_or(0) as f64 / 1e9;
+    format!("{s:.1}s")
+}
+
+/// One cached flow per line, as ovs-appctl dpctl/dump-flows prints them.
+fn dump_flows_text(v: &Value) -> String {
+    let flows = v["flows"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let mut out = format!(
+        "{} flows cached (capacity {}), generation {}\n",
+        cell(&v["cached"]),
+        cell(&v["capacity"]),
+        cell(&v["generation"])
+    );
+    for f in flows {
+        let rule = match &f["rule"] {
+            Value::String(r) => format!(", rule({r})"),
+            _ => String::new(),
+        };
+        out += &format!(
+            "{}, packets:{}, bytes:{}, age:{}, idle:{}{rule}, actions:{}\n",
+            cell(&f["match"]),
+            cell(&f["packets"]),
+            cell(&f["bytes"]),
+            secs(&f["age_ns"]),
+            secs(&f["idle_ns"]),
+            cell(&f["actions"])
+        );
+    }
+    out
+}
+
 fn version_table(v: &Value) -> String {
     format!(
         "xvsd {}, control protocol {}\n",
@@ -491,6 +737,24 @@ fn version_table(v: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn trace_renders_the_datapaths_text() {
+        let v = json!({
+            "packet": "in_port=p1,icmp,nw_src=10.0.0.1,nw_dst=10.0.0.2",
+            "stages": [{"stage": "ip4-forward", "note": "10.0.0.2: out p2 to 02:00:00:00:00:02"}],
+            "verdicts": [{"verdict": "output", "port": "p2", "frame": "an echo"}],
+        });
+        assert_eq!(
+            trace_text(&v),
+            "packet: in_port=p1,icmp,nw_src=10.0.0.1,nw_dst=10.0.0.2\n\
+             \n\
+             ip4-forward: 10.0.0.2: out p2 to 02:00:00:00:00:02\n\
+             \n\
+             output to p2: an echo\n"
+        );
+        assert_eq!(trace_text(&json!({"other": 1})), "{\n  \"other\": 1\n}\n");
+    }
 
     #[test]
     fn show_renders_aligned_tables() {
@@ -529,6 +793,20 @@ mod tests {
             ),
             "NAME  KIND                            MTU   STATUS\n\
              p1    pod 10.0.0.2 02:00:00:00:00:02  1500  up\n"
+        );
+        assert_eq!(
+            capture_text(
+                &json!({"port": "pod1", "path": "/tmp/x.pcap", "packets": 12,
+                                 "dropped": 0, "interrupted": false})
+            ),
+            "12 packets captured on pod1 to /tmp/x.pcap\n"
+        );
+        assert_eq!(
+            capture_text(&json!({"port": "pod1", "path": "/tmp/x.pcap", "packets": 1,
+                                 "dropped": 3, "interrupted": true})),
+            "1 packet captured on pod1 to /tmp/x.pcap\n\
+             3 packets dropped (not copied: xvsd's capture queue was full)\n\
+             capture ended early: the switch was reconfigured\n"
         );
         assert_eq!(
             version_table(&json!({"xvsd": "0.1.0", "protocol": 1})),

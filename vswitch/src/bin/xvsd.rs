@@ -170,6 +170,9 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
         ring: config.ring_size(),
         force_copy: config.force_copy,
         umem_frames: config.umem_frames(&state),
+        max_flows: config.max_flows(),
+        max_connections: config.max_connections(),
+        flow_idle: config.flow_idle(),
     };
     let datapath = Datapath::start(state.clone(), &config.cores, settings, stop.clone())?;
     if let Some(store) = &store {

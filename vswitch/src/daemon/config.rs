@@ -49,6 +49,10 @@ use xvs_control::state::{
 
 /// Descriptors per AF_XDP ring unless configured.
 pub const DEFAULT_RING_SIZE: u32 = 2048;
+/// Flows the flow cache holds by default: 37 MiB of table.
+pub const DEFAULT_MAX_FLOWS: usize = 262_144;
+/// Idle time after which a cached flow goes (OVS's `max-idle` default).
+pub const DEFAULT_FLOW_IDLE_MS: u64 = 10_000;
 /// Frames of each worker's UMEM unless configured (2 KiB each: 128 MiB,
 /// pinned): room for 15 sockets with the default rings.
 pub const DEFAULT_UMEM_FRAMES: u32 = 65536;
@@ -104,6 +108,12 @@ pub struct XvsdConfig {
     pub force_copy: bool,
     /// Frames of each worker's UMEM (bounds the sockets a worker serves).
     pub umem_frames: Option<u32>,
+    /// Flows the flow cache holds at most.
+    pub max_flows: Option<usize>,
+    /// Connections conntrack tracks at most.
+    pub max_connections: Option<usize>,
+    /// Milliseconds without packets after which a cached flow is removed.
+    pub flow_idle_ms: Option<u64>,
     pub vxlan: Option<VxlanConfig>,
     #[serde(default)]
     pub remote_nodes: Vec<RemoteNodeSpec>,
@@ -203,6 +213,18 @@ pub struct Flags {
     /// ports need].
     #[arg(long)]
     pub umem_frames: Option<u32>,
+    /// Flows the flow cache holds at most (128 bytes each, plus 16 of
+    /// index) [default: 262144].
+    #[arg(long)]
+    pub max_flows: Option<usize>,
+    /// Connections conntrack tracks at most (128 bytes each, plus two
+    /// index entries) [default: 262144].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// A cached flow without packets for this long is removed
+    /// [default: 10000, as OVS's max-idle].
+    #[arg(long, value_name = "MS")]
+    pub flow_idle_ms: Option<u64>,
     /// Serve Prometheus metrics on this localhost address (e.g.
     /// 127.0.0.1:9464), at /metrics.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -260,6 +282,9 @@ impl XvsdConfig {
         self.pod_cidr = f.pod_cidr.or(self.pod_cidr);
         self.ring_size = f.ring_size.or(self.ring_size);
         self.umem_frames = f.umem_frames.or(self.umem_frames);
+        self.max_flows = f.max_flows.or(self.max_flows);
+        self.max_connections = f.max_connections.or(self.max_connections);
+        self.flow_idle_ms = f.flow_idle_ms.or(self.flow_idle_ms);
         self.force_copy |= f.force_copy;
         if !f.cores.is_empty() {
             self.cores.clone_from(&f.cores);
@@ -327,6 +352,18 @@ impl XvsdConfig {
             || !self.pods.is_empty()
             || self.vxlan.is_some()
             || !self.remote_nodes.is_empty()
+    }
+
+    pub fn max_flows(&self) -> usize {
+        self.max_flows.unwrap_or(DEFAULT_MAX_FLOWS).max(1)
+    }
+
+    pub fn max_connections(&self) -> usize {
+        self.max_connections.unwrap_or(DEFAULT_MAX_FLOWS).max(1)
+    }
+
+    pub fn flow_idle(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.flow_idle_ms.unwrap_or(DEFAULT_FLOW_IDLE_MS))
     }
 
     pub fn ring_size(&self) -> u32 {
@@ -438,6 +475,7 @@ impl XvsdConfig {
             routes: Vec::new(),
             remote_nodes: self.remote_nodes.clone(),
             proxy_arp: Vec::new(),
+            rules: Vec::new(),
         })
     }
 }

@@ -10,8 +10,20 @@
 //! An add of exactly what is there already, and an `apply` of the state
 //! the switch is in, change nothing (no new generation): CNI retries and
 //! `xvsctl apply` run twice are harmless.
+//!
+//! `trace` runs a described packet through a pipeline of its own on the
+//! snapshot the workers run ([`crate::trace`]); it holds the datapath's
+//! lock only to take the snapshot, and nothing reaches a worker.
+//!
+//! `capture` copies a port's frames into a pcap file that xvsd itself
+//! writes (atomically: a temporary file renamed into place), since
+//! packets do not fit the protocol's bounded lines. It waits for the
+//! packets without holding the datapath's lock ([`Datapath::capture`]).
+//! xvsd writes the file as root, so only root may ask for one.
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -20,7 +32,8 @@ use xvs_control::server::{unknown_method, Handler, Peer};
 use xvs_control::state::{diff, DesiredState, PortKind, PortSpec, RemoteNodeSpec, RouteSpec};
 
 use super::store::StateStore;
-use super::{DaemonError, Datapath};
+use super::{write_atomically, DaemonError, Datapath, Report};
+use crate::capture;
 
 /// xvsd's control handler.
 pub struct Control {
@@ -51,6 +64,13 @@ struct ByPrefix {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TraceParams {
+    /// The packet, described as `xvsctl trace` takes it.
+    packet: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Apply {
     state: DesiredState,
     /// Only report what would change.
@@ -58,7 +78,37 @@ struct Apply {
     dry_run: bool,
 }
 
-fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
+/// Most packets one capture may ask for (each up to a frame, ~1.8 KB,
+/// held in memory until the file is written).
+pub const MAX_CAPTURE_PACKETS: u64 = 100_000;
+/// Longest a capture may wait for its packets.
+pub const MAX_CAPTURE_TIMEOUT_MS: u64 = 300_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaptureParams {
+    port: String,
+    #[serde(default = "default_capture_count")]
+    count: u64,
+    #[serde(default = "default_snaplen")]
+    snaplen: u32,
+    #[serde(default = "default_capture_timeout_ms")]
+    timeout_ms: u64,
+    /// Where xvsd writes the pcap: an absolute path.
+    path: PathBuf,
+}
+
+fn default_capture_count() -> u64 {
+    10
+}
+fn default_snaplen() -> u32 {
+    65535
+}
+fn default_capture_timeout_ms() -> u64 {
+    10_000
+}
+
+pub(super) fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(code, message)
 }
 
@@ -67,7 +117,7 @@ impl Control {
         Control { datapath, store }
     }
 
-    fn datapath(&self) -> MutexGuard<'_, Datapath> {
+    pub(super) fn datapath(&self) -> MutexGuard<'_, Datapath> {
         // A panic while holding the lock is a bug; the datapath itself is
         // still consistent (apply changes it only at the end).
         self.datapath.lock().unwrap_or_else(|e| e.into_inner())
@@ -75,7 +125,7 @@ impl Control {
 
     /// Applies `change` to the desired state, then persists it. Returns
     /// the change's lines and the generation the datapath runs.
-    fn change(
+    pub(super) fn change(
         &self,
         change: impl FnOnce(&mut DesiredState) -> Result<(), ErrorBody>,
         dry_run: bool,
@@ -144,8 +194,8 @@ impl Control {
         super::metrics::render(&super::metrics::MetricsInput {
             report: &report,
             generation: dp.snapshot().generation,
-            flows: 0,
-            flow_capacity: 0,
+            flows: dp.flows().len(),
+            flow_capacity: dp.flows().capacity(),
         })
     }
 
@@ -154,6 +204,96 @@ impl Control {
         let mut v = serde_json::to_value(dp.live_report()).unwrap_or_default();
         v["generation"] = json!(dp.snapshot().generation);
         v
+    }
+
+    /// Captures into a pcap file; see the module documentation.
+    fn capture(&self, c: CaptureParams, peer: &Peer) -> Result<Value, ErrorBody> {
+        let invalid = |m: String| err(ErrorCode::InvalidParams, format!("capture: {m}"));
+        if peer.uid != 0 {
+            return Err(err(
+                ErrorCode::PermissionDenied,
+                "capture: xvsd writes the file as root, so only root may capture",
+            ));
+        }
+        if !(1..=MAX_CAPTURE_PACKETS).contains(&c.count) {
+            return Err(invalid(format!(
+                "count {} is out of range 1..={MAX_CAPTURE_PACKETS}",
+                c.count
+            )));
+        }
+        if !(1..=65535).contains(&c.snaplen) {
+            return Err(invalid(format!(
+                "snaplen {} is out of range 1..=65535",
+                c.snaplen
+            )));
+        }
+        if !(1..=MAX_CAPTURE_TIMEOUT_MS).contains(&c.timeout_ms) {
+            return Err(invalid(format!(
+                "timeout_ms {} is out of range 1..={MAX_CAPTURE_TIMEOUT_MS}",
+                c.timeout_ms
+            )));
+        }
+        if !c.path.is_absolute() {
+            return Err(invalid(format!(
+                "path {}: must be absolute (xvsd writes it, from its own working directory)",
+                c.path.display()
+            )));
+        }
+        Report::check_path(&c.path)
+            .map_err(|e| invalid(format!("path {}: {e}", c.path.display())))?;
+        let result = Datapath::capture(
+            &self.datapath,
+            &c.port,
+            c.count,
+            usize::try_from(c.snaplen).unwrap_or(usize::MAX),
+            Duration::from_millis(c.timeout_ms),
+        )
+        .map_err(|e| match e {
+            DaemonError::NoPort { .. } => err(ErrorCode::NotFound, format!("capture: {e}")),
+            DaemonError::CaptureBusy(_) => err(ErrorCode::Conflict, format!("capture: {e}")),
+            e => err(ErrorCode::Internal, format!("capture: {e}")),
+        })?;
+        let written = capture::to_pcap(&result.frames, c.snaplen)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_atomically(&c.path, &bytes));
+        if let Err(e) = written {
+            return Err(err(
+                ErrorCode::Internal,
+                format!(
+                    "capture: {} packets captured, but writing {} failed: {e}",
+                    result.frames.len(),
+                    c.path.display()
+                ),
+            ));
+        }
+        Ok(json!({
+            "port": c.port,
+            "path": c.path,
+            "packets": result.frames.len(),
+            "dropped": result.dropped,
+            "interrupted": result.interrupted,
+        }))
+    }
+
+    /// Traces `packet` through the current snapshot.
+    fn trace(&self, packet: &str) -> Result<Value, ErrorBody> {
+        let (snapshot, missing) = {
+            let dp = self.datapath();
+            (Arc::clone(dp.snapshot()), dp.missing().to_vec())
+        };
+        let trace = crate::trace::trace(&snapshot, packet).map_err(|e| {
+            let message = match e {
+                crate::trace::TraceError::UnknownPort(name) if missing.contains(&name) => {
+                    format!(
+                        "in_port={name}: the port's interface does not exist, so it is not \
+                         in the datapath (`xvsctl show` lists missing ports)"
+                    )
+                }
+                e => e.to_string(),
+            };
+            err(ErrorCode::InvalidParams, format!("trace: {message}"))
+        })?;
+        serde_json::to_value(trace).map_err(|e| err(ErrorCode::Internal, e.to_string()))
     }
 
     fn port_list(&self) -> Value {
@@ -213,7 +353,7 @@ fn del<T>(
 }
 
 impl Handler for Control {
-    fn handle(&self, request: &Request, _peer: &Peer) -> Result<Value, ErrorBody> {
+    fn handle(&self, request: &Request, peer: &Peer) -> Result<Value, ErrorBody> {
         let port_name = |p: &PortSpec| p.name.clone();
         let route_key = |r: &RouteSpec| r.prefix.to_string();
         let vtep_name = |r: &RemoteNodeSpec| r.name.clone();
@@ -226,8 +366,13 @@ impl Handler for Control {
             "get-state" => Ok(serde_json::to_value(self.datapath().desired()).unwrap_or_default()),
             "port-list" => Ok(self.port_list()),
             "stats" => Ok(self.stats()),
+            "capture" => self.capture(request.params()?, peer),
             "route-list" => Ok(json!(self.datapath().desired().routes)),
             "vtep-list" => Ok(json!(self.datapath().desired().remote_nodes)),
+            "trace" => {
+                let t: TraceParams = request.params()?;
+                self.trace(&t.packet)
+            }
             "port-add" => {
                 let p: PortAdd = request.params()?;
                 let mtu = match p.mtu {
@@ -279,7 +424,8 @@ impl Handler for Control {
                     a.dry_run,
                 )
             }
-            _ => Err(unknown_method(request)),
+            method => super::flows::handle(self, method, &request.params)
+                .unwrap_or_else(|| Err(unknown_method(request))),
         }
     }
 }

@@ -37,23 +37,32 @@
 //! pass, to look at the stop flag), so an idle switch does not keep its
 //! cores at 100%. The time asleep counts as idle in its
 //! [`crate::worker::StageTimes`].
+//!
+//! A capture ([`Datapath::capture`]) is two jobs per worker too: one
+//! installs a tap of the port (see [`crate::capture`]), one removes it.
+//! In between the control thread collects the copies without holding the
+//! datapath's lock, so changes and reads go on during a capture (a change
+//! ends it). One capture runs at a time.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{self, Receiver, Sender};
 use ipnet::Ipv4Net;
 use xvs_control::state::{DesiredState, PortKind, PortSpec};
+use xvs_flowtable::{Conntrack, FlowTable, Timeouts};
 use xvs_hw::steer::{AttachMode, Steering, SteeringProgram};
 use xvs_hw::xsk::{BindMode, SocketId, SocketStats, Xsk};
 
 use super::config::rx_queues;
 use super::{DaemonError, PortReport, Report, WorkerReport};
+use crate::capture::{Capture, CaptureResult, CaptureState};
 use crate::drop::DropReason;
+use crate::flow_cache;
 use crate::handoff::{self, Doorbell, Outbox};
 use crate::pipeline::PipelineConfig;
 use crate::port::{XskPool, XskPort};
@@ -100,6 +109,12 @@ pub struct DatapathSettings {
     pub force_copy: bool,
     /// Frames of each worker's UMEM; every socket can hold two rings' worth.
     pub umem_frames: u32,
+    /// Flows the flow cache holds at most, and connections conntrack
+    /// tracks at most.
+    pub max_flows: usize,
+    pub max_connections: usize,
+    /// A cached flow without packets for this long is removed.
+    pub flow_idle: Duration,
 }
 
 type XskWorker = Worker<XskPool, XskPort>;
@@ -118,6 +133,9 @@ struct WorkerCtx {
     /// Its counters as last published (see [`PUBLISH_EVERY`]).
     published: Arc<Mutex<Option<WorkerStats>>>,
     info: WorkerInfo,
+    /// The datapath's clock: zero at its start, shared by every worker and
+    /// the control thread, so flow ages compare.
+    epoch: Instant,
 }
 
 /// How often a worker publishes a copy of its counters for `xvsctl stats`
@@ -154,6 +172,11 @@ impl WorkerCtx {
                 handoff_no_frame: worker.handoff_no_frame,
                 handoff_stale: worker.handoff_stale,
                 tx_ring_full: local(worker).map(|p| p.tx_ring_full).sum(),
+                flow_hits: counters.flow_hits,
+                flow_misses: counters.flow_misses,
+                flows_added: counters.flows_added,
+                ct_created: counters.ct_created,
+                ct_invalid: counters.ct_invalid,
                 sockets: local(worker).fold(SocketStats::default(), |mut sum, p| {
                     sum.add(&p.stats(&worker.pool));
                     sum
@@ -247,6 +270,14 @@ pub struct Datapath {
     snapshot: Arc<Snapshot>,
     missing: Vec<String>,
     settings: DatapathSettings,
+    /// The capture running (or last run), and its port.
+    capture: Option<(Arc<CaptureState>, String)>,
+    /// The flow cache and the connection table every worker shares.
+    flows: Arc<FlowTable>,
+    conntrack: Arc<Conntrack>,
+    epoch: Instant,
+    /// Ages flows out (see [`age_flows`]); stops with the workers.
+    ager: Option<JoinHandle<()>>,
 }
 
 impl Datapath {
@@ -279,6 +310,7 @@ impl Datapath {
             routes: Vec::new(),
             remote_nodes: Vec::new(),
             proxy_arp: Vec::new(),
+            rules: Vec::new(),
         };
         let snapshot = Arc::new(Snapshot::compile(&empty, 0)?);
         let mut datapath = Datapath {
@@ -293,18 +325,28 @@ impl Datapath {
             snapshot: snapshot.clone(),
             missing: Vec::new(),
             settings,
+            capture: None,
+            flows: Arc::new(FlowTable::with_capacity(settings.max_flows)),
+            conntrack: Arc::new(Conntrack::new(
+                settings.max_connections,
+                Timeouts::default(),
+            )),
+            epoch: Instant::now(),
+            ager: None,
         };
         let mesh = handoff::mesh(cores.len()).map_err(DaemonError::Handoff)?;
         let several = cores.len() > 1;
         for (w, (core, (inbox, outboxes))) in cores.into_iter().zip(mesh).enumerate() {
             let xsk = Xsk::new(settings.umem_frames, settings.ring)?;
-            let worker = Worker::with_handoff(
+            let mut worker = Worker::with_handoff(
                 XskPool { xsk },
                 Vec::new(),
                 several.then_some(inbox),
                 snapshot.clone(),
                 PipelineConfig::default(),
             );
+            worker.pipeline.set_flow_cache(datapath.flows.clone());
+            worker.pipeline.set_conntrack(datapath.conntrack.clone());
             let (tx, rx) = channel::unbounded();
             let bell = Doorbell::new().map_err(DaemonError::Handoff)?;
             let published = Arc::new(Mutex::new(None));
@@ -316,6 +358,7 @@ impl Datapath {
                 opened: HashMap::new(),
                 published: published.clone(),
                 info: WorkerInfo { core, tid: None },
+                epoch: datapath.epoch,
             };
             datapath.published.push(published);
             // On error the datapath drops here and stops the workers
@@ -324,6 +367,13 @@ impl Datapath {
             datapath.jobs.push(tx);
             datapath.bells.push(bell);
         }
+        datapath.ager = Some(spawn_ager(
+            datapath.flows.clone(),
+            datapath.conntrack.clone(),
+            datapath.epoch,
+            settings.flow_idle,
+            datapath.stop.clone(),
+        ));
         datapath.apply(state)?;
         Ok(datapath)
     }
@@ -529,7 +579,14 @@ impl Datapath {
                 "interface does not exist: port left out of the datapath"
             );
         }
-        self.snapshot = snapshot;
+        let old = std::mem::replace(&mut self.snapshot, snapshot);
+        let swept = flow_cache::revalidate(&self.flows, &old, &self.snapshot);
+        tracing::info!(
+            generation = self.snapshot.generation,
+            kept = swept.kept,
+            removed = swept.removed,
+            "snapshot published; cached flows revalidated"
+        );
         self.desired = desired;
         self.missing = missing;
         Ok(())
@@ -576,6 +633,94 @@ impl Datapath {
         match first_error {
             Some(e) => Err(e),
             None => Ok(results),
+        }
+    }
+
+    /// Captures up to `count` frames received on or sent out of port
+    /// `port` (`snaplen` bytes of each at most), for at most `timeout`.
+    /// `datapath` is locked only to install the taps and to remove them,
+    /// not while the frames come in.
+    ///
+    /// # Errors
+    /// [`DaemonError::NoPort`] if the datapath has no port `port`,
+    /// [`DaemonError::CaptureBusy`] if another capture runs, or a worker's
+    /// failure to take the tap (then no tap is left installed).
+    pub fn capture(
+        datapath: &Mutex<Datapath>,
+        port: &str,
+        count: u64,
+        snaplen: usize,
+        timeout: Duration,
+    ) -> Result<CaptureResult, DaemonError> {
+        let lock = || datapath.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut capture = lock().start_capture(port, count, snaplen)?;
+        let result = capture.collect(timeout);
+        lock().end_capture(&capture);
+        tracing::info!(
+            port,
+            packets = result.frames.len(),
+            dropped = result.dropped,
+            interrupted = result.interrupted,
+            "capture done"
+        );
+        Ok(result)
+    }
+
+    /// Installs a tap of `port` on every worker.
+    fn start_capture(
+        &mut self,
+        port: &str,
+        count: u64,
+        snaplen: usize,
+    ) -> Result<Capture, DaemonError> {
+        if let Some((running, on)) = &self.capture {
+            if !running.is_ended() {
+                return Err(DaemonError::CaptureBusy(on.clone()));
+            }
+        }
+        let id = self
+            .snapshot
+            .port_id(port)
+            .ok_or_else(|| DaemonError::NoPort {
+                name: port.to_string(),
+                missing: self.missing.iter().any(|m| m == port),
+            })?;
+        let capture = Capture::new(id, count, snaplen);
+        let installed = self.on_workers(|_| {
+            let tap = capture.tap();
+            move |ctx: &mut WorkerCtx| {
+                // A tap left by an ended capture whose removal failed is
+                // replaced; the datapath refused a second live capture.
+                ctx.worker.set_tap(tap);
+                Ok(())
+            }
+        });
+        if let Err(e) = installed {
+            self.end_capture(&capture);
+            return Err(e);
+        }
+        self.capture = Some((capture.state().clone(), port.to_string()));
+        tracing::info!(port, count, "capture started");
+        Ok(capture)
+    }
+
+    /// Ends `capture` and removes its taps (only its own: a worker may
+    /// have dropped it for a new snapshot already).
+    fn end_capture(&mut self, capture: &Capture) {
+        capture.end();
+        let state = capture.state().clone();
+        let removed = self.on_workers(|_| {
+            let state = state.clone();
+            move |ctx: &mut WorkerCtx| {
+                if ctx.worker.tap().is_some_and(|t| t.feeds(&state)) {
+                    ctx.worker.set_tap(None);
+                }
+                Ok(())
+            }
+        });
+        if let Err(e) = removed {
+            // Ended, its taps copy nothing; the next capture replaces them.
+            tracing::warn!(error = %e, "removing the capture taps");
         }
     }
 
@@ -626,10 +771,28 @@ impl Datapath {
         }
     }
 
+    /// The flow cache.
+    pub fn flows(&self) -> &FlowTable {
+        &self.flows
+    }
+
+    /// The connections of routed traffic.
+    pub fn conntrack(&self) -> &Conntrack {
+        &self.conntrack
+    }
+
+    /// The datapath clock's reading (the time base of flow ages).
+    pub fn now_ns(&self) -> u64 {
+        nanos_since(self.epoch)
+    }
+
     /// Stops the workers and returns their counters. The sockets close
     /// here; the XDP programs are detached when `self` drops.
     pub fn stop(&mut self) -> Option<Report> {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(ager) = self.ager.take() {
+            let _ = ager.join();
+        }
         self.workers.clear();
         let stats: Vec<WorkerStats> = self
             .threads
@@ -806,7 +969,6 @@ fn local(worker: &XskWorker) -> impl Iterator<Item = &XskPort> {
 
 /// The poll loop of a worker, until `stop`.
 fn run(mut ctx: WorkerCtx, stop: &AtomicBool) -> WorkerCtx {
-    let start = Instant::now();
     let publish_ns = u64::try_from(PUBLISH_EVERY.as_nanos()).unwrap_or(u64::MAX);
     let mut published_ns = 0;
     let mut empty = 0u32;
@@ -814,8 +976,8 @@ fn run(mut ctx: WorkerCtx, stop: &AtomicBool) -> WorkerCtx {
         while let Ok(job) = ctx.jobs.try_recv() {
             job(&mut ctx);
         }
-        let now = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if now - published_ns >= publish_ns {
+        let now = nanos_since(ctx.epoch);
+        if now.saturating_sub(published_ns) >= publish_ns {
             ctx.publish();
             published_ns = now;
         }
@@ -835,6 +997,48 @@ fn run(mut ctx: WorkerCtx, stop: &AtomicBool) -> WorkerCtx {
         ctx.worker.account_idle();
     }
     ctx
+}
+
+fn nanos_since(epoch: Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// How often the ager sweeps the flow cache.
+const AGE_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts the thread that removes flows idle for longer than `idle` and
+/// expired connections, once per [`AGE_EVERY`], until `stop` (OVS's
+/// revalidator threads do the same with `max-idle`). It shares the tables
+/// with the workers and never blocks them.
+fn spawn_ager(
+    flows: Arc<FlowTable>,
+    conntrack: Arc<Conntrack>,
+    epoch: Instant,
+    idle: Duration,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let idle_ns = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
+    std::thread::Builder::new()
+        .name("xvs-flow-ager".into())
+        .spawn(move || {
+            let tick = Duration::from_millis(100);
+            let mut waited = Duration::ZERO;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                waited += tick;
+                if waited < AGE_EVERY {
+                    continue;
+                }
+                waited = Duration::ZERO;
+                let now = nanos_since(epoch);
+                let aged = flows.retain(|f| now.saturating_sub(f.last_seen) < idle_ns);
+                let expired = conntrack.expire(now);
+                if aged + expired > 0 {
+                    tracing::debug!(aged, expired, "idle flows and expired connections removed");
+                }
+            }
+        })
+        .expect("spawning the flow ager")
 }
 
 /// Sleeps until a socket, the hand-off doorbell or the job doorbell has
@@ -927,6 +1131,7 @@ mod tests {
             }],
             remote_nodes: Vec::new(),
             proxy_arp: Vec::new(),
+            rules: Vec::new(),
         };
         let (effective, missing) = present(&state, |name| name == "here");
         assert_eq!(missing, ["gone"]);

@@ -296,6 +296,21 @@ pub fn render(input: &MetricsInput) -> String {
         per_worker(|w| w.handoff_no_frame),
     );
     registry.register(
+        "worker_flow_hits",
+        "Packets whose flow the worker found in the flow cache",
+        per_worker(|w| w.flow_hits),
+    );
+    registry.register(
+        "worker_flow_misses",
+        "Packets the worker looked up in the flow cache and did not find (slow path)",
+        per_worker(|w| w.flow_misses),
+    );
+    registry.register(
+        "worker_conntrack_created",
+        "Connections the worker started tracking",
+        per_worker(|w| w.ct_created),
+    );
+    registry.register(
         "worker_handoff_stale",
         "Packets handed over to the worker under an older snapshot, dropped",
         per_worker(|w| w.handoff_stale),
@@ -733,6 +748,11 @@ mod tests {
             handoff_no_frame: 1,
             handoff_stale: 2,
             tx_ring_full: 4,
+            flow_hits: 8,
+            flow_misses: 9,
+            flows_added: 9,
+            ct_created: 3,
+            ct_invalid: 0,
             sockets: SocketStats {
                 rx_ring_full: 5,
                 rx_fill_ring_empty: 6,

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod control;
 pub mod datapath;
+mod flows;
 pub mod metrics;
 pub mod store;
 
@@ -61,6 +62,10 @@ pub enum DaemonError {
     },
     #[error("{0}")]
     Worker(String),
+    #[error("no port {name} in the datapath{}", if *missing { " (its interface does not exist)" } else { "" })]
+    NoPort { name: String, missing: bool },
+    #[error("a capture is already running on port {0}; wait for it to end")]
+    CaptureBusy(String),
 }
 
 /// Counters of one stopped worker.
@@ -81,6 +86,14 @@ pub struct WorkerReport {
     pub handoff_stale: u64,
     /// Packets its tx rings had no room for.
     pub tx_ring_full: u64,
+    /// Flow cache: packets that hit, packets that missed, flows added.
+    pub flow_hits: u64,
+    pub flow_misses: u64,
+    pub flows_added: u64,
+    /// Connections it started tracking, and packets invalid in their
+    /// connection's state.
+    pub ct_created: u64,
+    pub ct_invalid: u64,
     /// Its sockets' counters, the kernel's included (packets lost before
     /// they reached the worker: rx ring full, no fill-ring frame).
     #[serde(with = "SocketStatsJson")]
@@ -244,6 +257,11 @@ mod tests {
                 handoff_no_frame: 0,
                 handoff_stale: 0,
                 tx_ring_full: 0,
+                flow_hits: 2,
+                flow_misses: 1,
+                flows_added: 1,
+                ct_created: 1,
+                ct_invalid: 0,
                 sockets: SocketStats {
                     tx_wakeups: 2,
                     ..SocketStats::default()

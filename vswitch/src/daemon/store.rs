@@ -138,6 +138,7 @@ mod tests {
             routes: Vec::new(),
             remote_nodes: Vec::new(),
             proxy_arp: vec!["10.0.0.1".parse().unwrap()],
+            rules: Vec::new(),
         }
     }
 

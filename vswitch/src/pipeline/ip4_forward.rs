@@ -9,11 +9,16 @@
 //! RFC 1624 incremental checksum update, MACs rewritten. Packets the switch
 //! originated (echo replies, ICMP errors) skip the TTL check and are never
 //! answered with an error.
+//!
+//! A packet whose flow hit the cache comes with its next hop and skips the
+//! route lookup; a packet whose flow may be cached (a miss) has its route
+//! added to the cache here, once every check has passed.
 
 use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet};
 
-use super::{IcmpReply, Next, State};
+use super::{IcmpReply, Next, State, NO_HOP, NO_KEY, NO_RULE};
 use crate::drop::DropReason;
+use crate::flow_cache::{self, CachedAction};
 use crate::packet::FramePool;
 use crate::port::Batch;
 use crate::snapshot::{NextHop, Route, Snapshot};
@@ -45,7 +50,17 @@ impl State {
             let dst = ip.dst_addr();
             let (ttl, dont_frag) = (ip.hop_limit(), ip.dont_frag());
 
-            let hop = match snap.routes.lookup(u32::from(dst)) {
+            // Replies and errors the switch made reuse the slot of the
+            // packet they answer: never its cached hop, never its flow.
+            let own_flow = !m.originated && !m.decapped;
+            let cached = (own_flow && m.hop != NO_HOP)
+                .then(|| snap.hops.get(usize::from(m.hop)))
+                .flatten()
+                .map(|&hop| Route::Via(hop));
+            let route = cached
+                .as_ref()
+                .or_else(|| snap.routes.lookup(u32::from(dst)));
+            let hop = match route {
                 Some(Route::Unassigned) => {
                     self.refuse(
                         i,
@@ -147,6 +162,21 @@ impl State {
                 }
             }
             self.counters.routed += 1;
+            if own_flow {
+                self.track(&data[l3..]);
+            }
+            if own_flow && m.key != NO_KEY {
+                if let Some(id) = snap.hop_id(hop) {
+                    let action = CachedAction::Forward {
+                        hop: id,
+                        rule: (m.rule != NO_RULE).then_some(m.rule),
+                    };
+                    // Trimmed by ip4-input: flow_cache::counted_bytes.
+                    let bytes = u64::from(pkt.len);
+                    self.add_flow(usize::from(m.key), flow_cache::value(action, snap), bytes);
+                }
+                self.meta[i].key = NO_KEY;
+            }
             if self.trace.is_some() {
                 let note = match hop {
                     NextHop::Port { port, mac } => {

@@ -10,6 +10,9 @@
 //! transmit queues of fixed size.
 //!
 //! ```text
+//!          (with flow rules: ethernet-input ─► rules ─┬─ output / vxlan-encap / drop
+//!                                                      └─ normal ─► ethernet-input ...)
+//!
 //! ethernet-input ─┬─ bridged port ─────────────────────────────► l2-bridge ─► output
 //!                 ├─ ARP ► arp-reply ──────────────────────────────────────► output
 //!                 └─ IPv4 ► ip4-input ─┬─ VXLAN to our VTEP ► vxlan-decap ─► ip4-input (inner)
@@ -19,9 +22,17 @@
 //!                                                      └─ TTL/no route/MTU ► icmp-error ─► ip4-forward
 //! ```
 //!
-//! Two stages run twice in [`STAGE_ORDER`]: ip4-input (the inner packet of a
-//! decapsulated frame re-enters it) and ip4-forward (replies and ICMP errors
-//! the switch generates are routed like any other packet). A packet never
+//! Three stages run twice in [`STAGE_ORDER`]: ethernet-input (a flow rule
+//! that says `normal` hands the packet back to it), ip4-input (the inner
+//! packet of a decapsulated frame re-enters it) and ip4-forward (replies and
+//! ICMP errors the switch generates are routed like any other packet).
+//!
+//! The flow cache ([`crate::flow_cache`]) sits in ethernet-input: a frame
+//! it may hold is looked up there (a whole batch at once), and a hit skips
+//! the rule lookup and the route lookup: the packet goes straight to the
+//! rule's actions, or to ip4-input and ip4-forward with its next hop
+//! known. A miss takes the slow path, and the stage that decides (rules for
+//! a rule's own actions, ip4-forward for a route) adds the flow. A packet never
 //! loops: generated packets are marked `originated` and are never answered
 //! with another ICMP error, and a decapsulated packet is never decapsulated
 //! again.
@@ -40,10 +51,14 @@ mod ip4_forward;
 mod ip4_input;
 mod ip4_local;
 mod l2_bridge;
+mod rules;
+mod track;
 mod vxlan_decap;
 mod vxlan_encap;
 
 use std::sync::Arc;
+
+use xvs_flowtable::{Conntrack, FlowHit, FlowKey, FlowTable};
 
 use crate::drop::{Counters, DropReason};
 use crate::l2::{MacTable, MacTableConfig};
@@ -57,6 +72,8 @@ use xvs_control::state::MacAddr;
 #[repr(u8)]
 pub enum Next {
     EthernetInput,
+    /// The user's flow rules.
+    Rules,
     Arp,
     Ip4Input,
     VxlanDecap,
@@ -84,6 +101,7 @@ impl Next {
     pub fn name(self) -> &'static str {
         match self {
             Next::EthernetInput => "ethernet-input",
+            Next::Rules => "rules",
             Next::Arp => "arp-reply",
             Next::Ip4Input => "ip4-input",
             Next::VxlanDecap => "vxlan-decap",
@@ -108,7 +126,9 @@ fn decision(next: Result<Next, DropReason>) -> String {
 }
 
 /// The order in which stages run over a batch.
-pub const STAGE_ORDER: [Next; 11] = [
+pub const STAGE_ORDER: [Next; 13] = [
+    Next::EthernetInput,
+    Next::Rules,
     Next::EthernetInput,
     Next::Arp,
     Next::Ip4Input,
@@ -152,7 +172,23 @@ pub struct Meta {
     pub decapped: bool,
     pub drop: DropReason,
     pub icmp: IcmpReply,
+    /// While the packet's flow may still be cached (a cache miss so far):
+    /// the index of its key in `State::keys`; else [`NO_KEY`].
+    pub key: u8,
+    /// The flow rule that decided the packet (its index in the snapshot's
+    /// rule table), or [`NO_RULE`].
+    pub rule: u16,
+    /// Rules are done with the packet (it hit the cache, or a rule said
+    /// `normal`): ethernet-input takes the default path.
+    pub rules_done: bool,
+    /// The next hop (index into `Snapshot::hops`) the flow cache gave, for
+    /// ip4-forward, or [`NO_HOP`].
+    pub hop: u16,
 }
+
+pub const NO_KEY: u8 = u8::MAX;
+pub const NO_RULE: u16 = u16::MAX;
+pub const NO_HOP: u16 = u16::MAX;
 
 impl Meta {
     const fn new() -> Self {
@@ -170,6 +206,10 @@ impl Meta {
                 code: 0,
                 mtu: 0,
             },
+            key: NO_KEY,
+            rule: NO_RULE,
+            rules_done: false,
+            hop: NO_HOP,
         }
     }
 }
@@ -278,6 +318,15 @@ struct State {
     mac_table: MacTable,
     icmp_limiter: TokenBucket,
     trace: Option<Vec<TraceEvent>>,
+    /// The flow cache, if the pipeline has one (`xvsctl trace` runs
+    /// without, to show the slow path).
+    flows: Option<Arc<FlowTable>>,
+    /// Keys of the batch's cacheable packets (`Meta::key` indexes them),
+    /// and what the cache said for each.
+    keys: [FlowKey; BATCH_SIZE],
+    hits: [Option<FlowHit>; BATCH_SIZE],
+    /// Connection tracking of routed traffic, if the pipeline has it.
+    conntrack: Option<Arc<Conntrack>>,
 }
 
 impl Pipeline {
@@ -297,6 +346,10 @@ impl Pipeline {
             mac_table: MacTable::new(config.mac_table),
             icmp_limiter: TokenBucket::new(config.icmp_rate, config.icmp_burst),
             trace: None,
+            flows: None,
+            keys: [FlowKey::from_words([0; xvs_flowtable::key::KEY_WORDS]); BATCH_SIZE],
+            hits: [None; BATCH_SIZE],
+            conntrack: None,
         };
         Pipeline { snapshot, state }
     }
@@ -333,6 +386,17 @@ impl Pipeline {
         }
         st.tx.resize_with(snapshot.ports.len(), Batch::new);
         self.snapshot = snapshot;
+    }
+
+    /// Caches flows in `flows` (shared with the other workers) from now on.
+    pub fn set_flow_cache(&mut self, flows: Arc<FlowTable>) {
+        self.state.flows = Some(flows);
+    }
+
+    /// Tracks the connections of routed traffic in `conntrack` (shared
+    /// with the other workers) from now on.
+    pub fn set_conntrack(&mut self, conntrack: Arc<Conntrack>) {
+        self.state.conntrack = Some(conntrack);
     }
 
     /// Starts recording every stage decision (for `trace` and the demo).
@@ -399,6 +463,7 @@ impl Pipeline {
             st.pending &= !stage.bit();
             match stage {
                 Next::EthernetInput => st.ethernet_input(snap, pool, batch),
+                Next::Rules => st.rules(snap, pool, batch),
                 Next::Arp => st.arp_reply(snap, pool, batch),
                 Next::Ip4Input => st.ip4_input(snap, pool, batch),
                 Next::VxlanDecap => st.vxlan_decap(snap, pool, batch),

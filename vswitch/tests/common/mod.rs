@@ -105,6 +105,7 @@ pub fn state() -> DesiredState {
             underlay_mac: MacAddr(UNDERLAY_MAC),
         }],
         proxy_arp: vec![Ipv4Addr::new(10, 244, 1, 1)],
+        rules: Vec::new(),
     }
 }
 
@@ -698,4 +699,110 @@ pub fn slots_through_worker1(
         .map(|_| PortSlot::Local(MemoryPort::new()))
         .collect();
     (slots0, slots1, inbox1)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers added for tests/flow_cache.rs and tests/rules.rs.
+
+/// Parses a flow rule in `xvsctl add-flow` syntax.
+pub fn flow_rule(text: &str) -> xvs_control::flowrule::FlowRule {
+    text.parse()
+        .unwrap_or_else(|e| panic!("test rule `{text}` does not parse: {e}"))
+}
+
+/// The test state with `rules` (in order of addition).
+pub fn state_with_rules(rules: &[&str]) -> DesiredState {
+    let mut s = state();
+    s.rules = rules.iter().map(|r| flow_rule(r)).collect();
+    s
+}
+
+impl Harness {
+    /// Gives the pipeline a flow cache of `capacity` flows; returns it.
+    pub fn enable_flow_cache(&mut self, capacity: usize) -> Arc<xvs_flowtable::FlowTable> {
+        let table = Arc::new(xvs_flowtable::FlowTable::with_capacity(capacity));
+        self.worker.pipeline.set_flow_cache(Arc::clone(&table));
+        table
+    }
+
+    /// Switches the pipeline to `state` compiled as snapshot `generation`;
+    /// returns the snapshot it replaced and the new one.
+    pub fn switch_state(
+        &mut self,
+        state: &DesiredState,
+        generation: u64,
+    ) -> (Arc<Snapshot>, Arc<Snapshot>) {
+        let old = Arc::clone(self.worker.pipeline.snapshot());
+        let new = Arc::new(Snapshot::compile(state, generation).expect("test state compiles"));
+        self.worker.pipeline.set_snapshot(Arc::clone(&new));
+        (old, new)
+    }
+
+    /// (flow_misses, flows_added, flow_hits).
+    pub fn flow_counts(&self) -> (u64, u64, u64) {
+        let c = self.counters();
+        (c.flow_misses, c.flows_added, c.flow_hits)
+    }
+}
+
+/// Every flow of `table`.
+pub fn flows_of(table: &xvs_flowtable::FlowTable) -> Vec<xvs_flowtable::FlowView> {
+    let mut out = Vec::new();
+    table.for_each(|f| out.push(*f));
+    out
+}
+
+/// The frame a router sends for `input`: new MACs, TTL - 1, checksum
+/// recomputed from scratch (etherparse), Ethernet padding removed.
+pub fn routed_frame(input: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
+    let (mut ip, _) = Ipv4Header::from_slice(&input[14..]).expect("test input is IPv4");
+    let end = 14 + usize::from(ip.total_len);
+    let mut out = input[..end].to_vec();
+    out[0..6].copy_from_slice(&dst_mac);
+    out[6..12].copy_from_slice(&src_mac);
+    ip.time_to_live -= 1;
+    ip.header_checksum = ip.calc_header_checksum();
+    let hdr = ip.to_bytes();
+    out[14..14 + hdr.len()].copy_from_slice(&hdr);
+    out
+}
+
+/// Checks with etherparse that `frame` is a VXLAN frame from us to node2
+/// (outer Ethernet, IPv4 with DF and TTL 64, UDP to 4789 from the dynamic
+/// range with a zero checksum, VXLAN with the I flag and our VNI, inner
+/// Ethernet from our VTEP MAC to node2's); returns the inner frame.
+pub fn vxlan_inner_to_node2(frame: &[u8]) -> Vec<u8> {
+    let p = parse_checked(frame);
+    let Some(etherparse::LinkSlice::Ethernet2(eth)) = &p.link else {
+        panic!("no Ethernet II header: {:?}", p.link)
+    };
+    assert!(p.link_exts.is_empty(), "outer frame is tagged");
+    assert_eq!(eth.destination(), UNDERLAY_MAC, "outer dst MAC");
+    assert_eq!(eth.source(), UPLINK_MAC, "outer src MAC");
+    let Some(NetSlice::Ipv4(ip)) = &p.net else {
+        panic!("outer is not IPv4: {:?}", p.net)
+    };
+    let ip = ip.header().to_header();
+    assert_eq!(ip.source, NODE_IP.octets(), "outer src: our VTEP");
+    assert_eq!(ip.destination, REMOTE_VTEP.octets(), "outer dst: node2");
+    assert!(ip.dont_fragment, "outer DF");
+    assert_eq!(ip.time_to_live, 64, "outer TTL");
+    assert_eq!(usize::from(ip.total_len), frame.len() - 14);
+    let Some(TransportSlice::Udp(udp)) = &p.transport else {
+        panic!("outer is not UDP: {:?}", p.transport)
+    };
+    assert_eq!(udp.destination_port(), 4789);
+    assert!(udp.source_port() >= 49152, "outer UDP source port");
+    assert_eq!(udp.checksum(), 0, "outer UDP checksum");
+    let payload = udp.payload();
+    assert_eq!(usize::from(udp.length()), 8 + payload.len());
+    assert_eq!(frame.len(), 50 + payload.len() - 8, "50 bytes of overhead");
+    assert_eq!(
+        payload[..8],
+        [0x08, 0, 0, 0, 0, 0, 42, 0],
+        "VXLAN header: I flag, VNI 42"
+    );
+    let inner = payload[8..].to_vec();
+    assert_eq!(macs_of(&inner), (VTEP_MAC, REMOTE_VTEP_MAC), "inner MACs");
+    inner
 }
