@@ -162,7 +162,18 @@ fn flows_and_rules_through_xvsctl() {
         "{listed:#}"
     );
 
-    // Deleting it by its match restores forwarding.
+    // The same priority and match with other actions replaces the rule,
+    // as ovs-ofctl add-flow does.
+    let normal = rule.replace("actions=drop", "actions=normal");
+    let replaced = ok(&format!("add-flow \"{normal}\""));
+    assert!(
+        replaced.contains("- rule") && replaced.contains("+ rule"),
+        "{replaced}"
+    );
+    assert_eq!(json("dump-rules")["rules"].as_array().unwrap().len(), 1);
+    assert!(ping(POD1.0, p2, 2), "{}", xvsd.log());
+
+    // Deleting it by its match leaves forwarding as it was.
     let del = ok(&format!(
         "del-flows \"priority=100,in_port={},icmp,nw_dst={p2}\"",
         POD1.1

@@ -16,14 +16,16 @@
 //! a rule decision that examined `dl_src` is never cached. Bridged ports
 //! are not cached (the learning bridge decides on MACs), nor are packets
 //! the switch answers itself, decapsulated ones, ICMP errors, or anything
-//! dropped.
+//! the default pipeline drops (a rule's `drop` is cached like its other
+//! actions).
 //!
 //! **What a value means** ([`CachedAction`]): either "run rule R's
 //! actions", or "route to next hop H" (an index into the snapshot's
 //! [`Snapshot::hops`]), with the rule whose `normal` led there, if any, so
-//! that `dump-flows` can point back at it. Per-packet checks that depend on
-//! more than the key still run on a hit: the IPv4 header checks, the
-//! anti-spoofing check, TTL and MTU. The value carries the generation of
+//! that `dump-flows` can point back at it. On a route hit the per-packet
+//! checks that depend on more than the key still run: the IPv4 header
+//! checks, the anti-spoofing check, TTL and MTU (a rule hit runs the rule's
+//! actions, which check nothing, as on a miss). The value carries the generation of
 //! the snapshot it was computed under, and a worker treats a value of any
 //! other generation as a miss: a cached flow is never used under a snapshot
 //! that did not produce it.
@@ -35,7 +37,9 @@
 //! node name) is re-tagged with the new generation and keeps its counters;
 //! any other flow is removed. So adding or removing a rule removes exactly
 //! the flows whose decision it changes. Until the sweep reaches a flow,
-//! its packets take the slow path, which re-inserts it.
+//! its packets take the slow path, which re-inserts it. (A flow the ager
+//! or an eviction removes between the sweep's check and its re-tagging is
+//! inserted again; it ages out on the next sweep.)
 
 use std::net::{IpAddr, Ipv4Addr};
 

@@ -191,7 +191,7 @@ pub enum CompileError {
     Rule(#[from] RuleError),
     #[error("{0} flow rules configured; the switch supports at most {max}", max = MAX_RULES)]
     TooManyRules(usize),
-    #[error("{0} distinct next hops; the switch supports at most {max}", max = u16::MAX)]
+    #[error("{0} distinct next hops; the switch supports at most {max}", max = u16::MAX - 1)]
     TooManyHops(usize),
 }
 
@@ -394,8 +394,11 @@ impl Snapshot {
         for route in routes.values() {
             if let Route::Via(hop) = *route {
                 if let std::collections::hash_map::Entry::Vacant(e) = hop_ids.entry(hop) {
+                    // u16::MAX is the pipeline's "no hop".
                     let id = u16::try_from(hops.len())
-                        .map_err(|_| CompileError::TooManyHops(hops.len()))?;
+                        .ok()
+                        .filter(|&id| id < u16::MAX)
+                        .ok_or(CompileError::TooManyHops(hops.len()))?;
                     e.insert(id);
                     hops.push(hop);
                 }

@@ -454,6 +454,28 @@ fn vxlan_action_encapsulates_ipv4_and_refuses_the_rest() {
             let arp = arp_request(pod_mac(1), pod_ip(1), GATEWAY);
             expect_drop(&mut h, "pod1", arp, DropReason::RuleEncapNotIpv4, "ARP");
         }
+        // A frame that says IPv4 but whose header does not hold together
+        // (the rule path skips ip4-input): a counted drop, no panic.
+        for cut in [15, 20, 33] {
+            let mut short = pod_udp(1, pod_ip(2), 64, PAYLOAD);
+            short.truncate(cut);
+            expect_drop(
+                &mut h,
+                "pod1",
+                short,
+                DropReason::MalformedIpv4,
+                "cut short",
+            );
+        }
+        let mut lying = pod_udp(1, pod_ip(2), 64, PAYLOAD);
+        lying[16..18].copy_from_slice(&9000u16.to_be_bytes());
+        expect_drop(
+            &mut h,
+            "pod1",
+            lying,
+            DropReason::MalformedIpv4,
+            "total length lies",
+        );
         assert_eq!(h.counters().vxlan_encap, 2);
         h.assert_no_frame_leak();
     }

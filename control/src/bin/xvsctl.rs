@@ -330,7 +330,7 @@ fn request(command: Command) -> Result<(&'static str, Value, Render), String> {
             filter,
         } => match (cached, all, matches.is_empty()) {
             (true, _, _) => ("del-flows", filter.params(), deleted_text),
-            (false, _, false) if filter.port.is_some() || filter.addr.is_some() => {
+            (false, _, _) if filter.port.is_some() || filter.addr.is_some() => {
                 return Err("--port and --addr select cached flows: add --cached".into())
             }
             (false, true, _) => ("rule-del", json!({}), changes_text),
@@ -666,10 +666,23 @@ fn conntrack_text(v: &Value) -> String {
         out += &format!("{}\n", cell(line));
     }
     out + &format!(
-        "{} connections (capacity {})\n",
+        "{} connections (capacity {}){}\n",
         cell(&v["live"]),
-        cell(&v["capacity"])
+        cell(&v["capacity"]),
+        more(v, "connections")
     )
+}
+
+/// A note when a dump was cut short: how many matched and were not shown.
+fn more(v: &Value, list: &str) -> String {
+    let shown = v[list].as_array().map_or(0, Vec::len) as u64;
+    match v["matched"].as_u64() {
+        Some(matched) if matched > shown => format!(
+            "; {} more not shown (narrow with --addr or --port)",
+            matched - shown
+        ),
+        _ => String::new(),
+    }
 }
 
 fn deleted_text(v: &Value) -> String {
@@ -702,10 +715,11 @@ fn secs(v: &Value) -> String {
 fn dump_flows_text(v: &Value) -> String {
     let flows = v["flows"].as_array().map(Vec::as_slice).unwrap_or_default();
     let mut out = format!(
-        "{} flows cached (capacity {}), generation {}\n",
+        "{} flows cached (capacity {}), generation {}{}\n",
         cell(&v["cached"]),
         cell(&v["capacity"]),
-        cell(&v["generation"])
+        cell(&v["generation"]),
+        more(v, "flows")
     );
     for f in flows {
         let rule = match &f["rule"] {

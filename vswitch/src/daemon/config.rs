@@ -51,6 +51,8 @@ use xvs_control::state::{
 pub const DEFAULT_RING_SIZE: u32 = 2048;
 /// Flows the flow cache holds by default: 37 MiB of table.
 pub const DEFAULT_MAX_FLOWS: usize = 262_144;
+/// Connections conntrack tracks by default: 32 MiB of entries.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 262_144;
 /// Idle time after which a cached flow goes (OVS's `max-idle` default).
 pub const DEFAULT_FLOW_IDLE_MS: u64 = 10_000;
 /// Frames of each worker's UMEM unless configured (2 KiB each: 128 MiB,
@@ -359,7 +361,9 @@ impl XvsdConfig {
     }
 
     pub fn max_connections(&self) -> usize {
-        self.max_connections.unwrap_or(DEFAULT_MAX_FLOWS).max(1)
+        self.max_connections
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+            .max(1)
     }
 
     pub fn flow_idle(&self) -> std::time::Duration {

@@ -272,6 +272,8 @@ pub struct Datapath {
     settings: DatapathSettings,
     /// The capture running (or last run), and its port.
     capture: Option<(Arc<CaptureState>, String)>,
+    /// The generation the next snapshot gets.
+    next_generation: u64,
     /// The flow cache and the connection table every worker shares.
     flows: Arc<FlowTable>,
     conntrack: Arc<Conntrack>,
@@ -326,6 +328,7 @@ impl Datapath {
             missing: Vec::new(),
             settings,
             capture: None,
+            next_generation: 1,
             flows: Arc::new(FlowTable::with_capacity(settings.max_flows)),
             conntrack: Arc::new(Conntrack::new(
                 settings.max_connections,
@@ -435,7 +438,10 @@ impl Datapath {
         let (effective, missing) = present(&desired, |name| {
             std::path::Path::new("/sys/class/net").join(name).exists()
         });
-        let generation = self.snapshot.generation + 1;
+        // Never reused, even when an apply fails half-way: a worker that
+        // took a failed generation may have cached flows under it.
+        let generation = self.next_generation;
+        self.next_generation += 1;
         let snapshot = Arc::new(Snapshot::compile(&effective, generation)?);
 
         // Reconcile ports by name: kept (index into `live`) or new.
@@ -827,6 +833,18 @@ fn present(desired: &DesiredState, exists: impl Fn(&str) -> bool) -> (DesiredSta
         .collect();
     effective.ports.retain(|p| !missing.contains(&p.name));
     effective.routes.retain(|r| !missing.contains(&r.port));
+    // Rules that name a missing port (in_port= or output:) wait with it.
+    effective.rules.retain(|r| {
+        let named = r
+            .matches
+            .in_port
+            .iter()
+            .chain(r.actions.iter().filter_map(|a| match a {
+                xvs_control::flowrule::RuleAction::Output(port) => Some(port),
+                _ => None,
+            }));
+        !named.into_iter().any(|p| missing.contains(p))
+    });
     (effective, missing)
 }
 
@@ -1131,9 +1149,23 @@ mod tests {
             }],
             remote_nodes: Vec::new(),
             proxy_arp: Vec::new(),
-            rules: Vec::new(),
+            rules: [
+                "in_port=gone actions=drop",
+                "in_port=here actions=output:gone",
+                "in_port=here actions=output:eth0",
+            ]
+            .iter()
+            .map(|r| r.parse().unwrap())
+            .collect(),
         };
         let (effective, missing) = present(&state, |name| name == "here");
+        let rules: Vec<String> = effective.rules.iter().map(|r| r.to_string()).collect();
+        assert_eq!(
+            rules,
+            ["in_port=here actions=output:eth0"],
+            "rules naming a missing port wait with it"
+        );
+        assert!(Snapshot::compile(&effective, 1).is_ok());
         assert_eq!(missing, ["gone"]);
         let names: Vec<&str> = effective.ports.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["eth0", "here"], "the uplink is never left out");

@@ -9,10 +9,17 @@
 //! changes no state: their next packets take the slow path and cache them
 //! again.
 //!
-//! Rule deletion follows `ovs-ofctl del-flows`: a match given with
-//! `priority=` deletes the rules with exactly that match and priority
-//! (`--strict`); without one, every rule whose match is exactly the given
-//! one; no match at all deletes every rule.
+//! Rule deletion is by exact match, as `ovs-ofctl del-flows --strict`
+//! does: a match given with `priority=` deletes the rule with exactly that
+//! match and priority; without one, every rule whose match is exactly the
+//! given one, whatever its priority; no match at all deletes every rule.
+//! (OVS's non-strict form, deleting every rule a match covers, is not
+//! offered: exact deletion is what scripts want.) Adding a rule with the
+//! priority and match of an existing one replaces it, as `add-flow` does.
+//!
+//! Dumps are bounded ([`MAX_DUMP`] entries, the answer must fit a
+//! protocol line): a bigger table answers with the first entries in order
+//! and says how many there are; filters narrow it.
 
 use std::net::IpAddr;
 
@@ -24,6 +31,9 @@ use xvs_control::protocol::{ErrorBody, ErrorCode};
 use super::control::{err, Control};
 use super::Datapath;
 use crate::flow_cache::{self, CachedAction, FlowDescription};
+
+/// Most entries one dump answers with (about 700 KB of flows).
+pub const MAX_DUMP: usize = 2000;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -84,8 +94,15 @@ pub(super) fn handle(
                 .map_err(|e| err(ErrorCode::InvalidParams, format!("{e}")))?;
             control.change(
                 |state| {
-                    if !state.rules.contains(&rule) {
-                        state.rules.push(rule);
+                    // As ovs-ofctl add-flow: a rule with the same priority
+                    // and match is replaced.
+                    match state
+                        .rules
+                        .iter_mut()
+                        .find(|r| r.priority == rule.priority && r.matches == rule.matches)
+                    {
+                        Some(old) => *old = rule,
+                        None => state.rules.push(rule),
                     }
                     Ok(())
                 },
@@ -126,10 +143,13 @@ fn dump_flows(dp: &Datapath, filter: &FlowFilter) -> Value {
         }
     });
     flows.sort_by(|a, b| (&a.in_port, &a.matches).cmp(&(&b.in_port, &b.matches)));
+    let matched = flows.len();
+    flows.truncate(MAX_DUMP);
     json!({
         "generation": snap.generation,
         "capacity": dp.flows().capacity(),
         "cached": dp.flows().len(),
+        "matched": matched,
         "flows": flows,
     })
 }
@@ -159,9 +179,12 @@ fn dump_conntrack(dp: &Datapath, filter: &FlowFilter) -> Value {
         }
     });
     conns.sort();
+    let matched = conns.len();
+    conns.truncate(MAX_DUMP);
     let stats = dp.conntrack().stats();
     json!({
         "connections": conns.into_iter().map(|(_, line)| line).collect::<Vec<_>>(),
+        "matched": matched,
         "live": stats.live,
         "capacity": stats.capacity,
     })

@@ -6,8 +6,11 @@
 //! the switch's MAC on that port, plus broadcast ARP; everything else is a
 //! counted drop.
 //!
-//! With flow rules configured, every frame that passes the L2 checks goes
-//! to the rules stage first, and comes back here if a rule says `normal`.
+//! With flow rules configured, every frame that passes the first L2 checks
+//! (length, source MAC) goes to the rules stage, before the checks of the
+//! default pipeline (802.1D reserved groups, VLAN on a routed port, not our
+//! MAC): a rule may forward what the default pipeline would drop, as an
+//! OpenFlow rule may. It comes back here if a rule says `normal`.
 //!
 //! Frames the flow cache may hold (see [`crate::flow_cache`]) are looked up
 //! here, the whole batch at once after the per-frame loop, so that the

@@ -311,9 +311,10 @@ struct State {
     in_port: InPort,
     now_ns: u64,
     counters: Counters,
-    /// Transmit queues, indexed by port. Each input packet produces at most
-    /// one packet per port, so a queue never holds more than a batch
-    /// between flushes.
+    /// Transmit queues, indexed by port, flushed after every batch. Each
+    /// input packet produces at most one packet per port, except under a
+    /// rule that outputs to one port more than once: what a full queue
+    /// cannot take is counted as `tx_queue_full`.
     tx: Vec<Batch>,
     mac_table: MacTable,
     icmp_limiter: TokenBucket,

@@ -19,7 +19,7 @@
 //! ip4-forward together with the route it reaches, unless the rule changed
 //! the packet before saying `normal`.
 
-use smoltcp::wire::{EthernetAddress, EthernetFrame};
+use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet};
 
 use super::{Next, State, NO_KEY};
 use crate::classifier::{CompiledAction, CompiledRule, Fields};
@@ -210,6 +210,16 @@ impl State {
         }
         if ethertype(pkt, pool) != Some(ETHERTYPE_IPV4) {
             return Err(DropReason::RuleEncapNotIpv4);
+        }
+        // The packet skipped ip4-input: vxlan-encap reads its header, so it
+        // must hold together here.
+        let whole = pkt
+            .data(pool)
+            .get(ETHERNET_HEADER_LEN..)
+            .and_then(|l3| Ipv4Packet::new_checked(l3).ok())
+            .is_some_and(|ip| ip.version() == 4);
+        if !whole {
+            return Err(DropReason::MalformedIpv4);
         }
         self.meta[i].l3 = frame_u16(ETHERNET_HEADER_LEN);
         self.meta[i].remote = remote;

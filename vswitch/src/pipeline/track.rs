@@ -3,9 +3,9 @@
 //! not decapsulated ones: the inner packet of the sender's node was
 //! tracked there) updates its connection in the datapath's [`Conntrack`],
 //! which `xvsctl dump-conntrack` lists as `conntrack -L` does. TCP
-//! connections follow Linux's state machine; UDP and ICMP echo are replied
-//! or not; ICMP errors belong to the connection they quote and are not
-//! tracked on their own.
+//! connections follow Linux's state machine; UDP, ICMP echo and other
+//! protocols (by addresses alone) are replied or not; ICMP errors belong
+//! to the connection they quote and are not tracked on their own.
 //!
 //! Tracking decides nothing yet: a packet invalid for its connection's
 //! state is counted (`ct_invalid`) and still forwarded, as Linux does

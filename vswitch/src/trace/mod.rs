@@ -71,8 +71,8 @@ use crate::drop::DropReason;
 use crate::l2::MacTableConfig;
 use crate::packet::{FramePool, HeapFramePool, MAX_FRAME_LEN};
 use crate::pipeline::{Pipeline, PipelineConfig};
-use crate::port::{Batch, PortId};
-use crate::snapshot::{PortRole, Snapshot};
+use crate::port::{Batch, PortId, BATCH_SIZE};
+use crate::snapshot::Snapshot;
 use packet::Described;
 
 /// Why a description cannot be traced. Every message names what was wrong
@@ -135,14 +135,9 @@ fn run(
     in_port: PortId,
     frame: &[u8],
 ) -> Result<(Vec<StageDecision>, Vec<Verdict>), TraceError> {
-    // One frame, plus a copy per extra port a bridged frame floods to.
-    let flood = match snapshot.ports.get(usize::from(in_port)).map(|p| p.role) {
-        Some(PortRole::Bridged { domain }) => {
-            snapshot.bridge_domains.get(&domain).map_or(0, Vec::len)
-        }
-        _ => 0,
-    };
-    let mut pool = HeapFramePool::new(u32::try_from(flood + 2).unwrap_or(u32::MAX));
+    // One frame, plus a copy per extra port a bridged frame floods to or
+    // a rule outputs to (a batch's worth covers both).
+    let mut pool = HeapFramePool::new(u32::try_from(BATCH_SIZE + 2).unwrap_or(u32::MAX));
     let config = PipelineConfig {
         mac_table: MacTableConfig {
             capacity: 16,
