@@ -425,8 +425,9 @@ fn check_prerequisites(m: &FlowMatch) -> Result<(), ParseFlowError> {
     Ok(())
 }
 
-/// A decimal or `0x` hexadecimal number that fits `T`.
-fn parse_number<T: TryFrom<u64>>(s: &str) -> Option<T> {
+/// A decimal or `0x` hexadecimal number that fits `T` (how rules write
+/// numbers; `trace` descriptions read theirs the same way).
+pub fn parse_number<T: TryFrom<u64>>(s: &str) -> Option<T> {
     let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
             u64::from_str_radix(hex, 16).ok()?

@@ -8,7 +8,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{ping_eventually, raw_requests, root_or_skip, routed_pods, run, sh, Topology};
@@ -16,13 +16,7 @@ use common::{ping_eventually, raw_requests, root_or_skip, routed_pods, run, sh, 
 const POD1: (&str, &str, &str, &str) = ("xcap-pod1", "xcap1", "10.244.1.91", "02:00:00:0e:00:01");
 const POD2: (&str, &str, &str, &str) = ("xcap-pod2", "xcap2", "10.244.1.92", "02:00:00:0e:00:02");
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::output_text as text;
 
 /// A background process, killed when dropped.
 struct Background(Child);

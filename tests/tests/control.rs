@@ -6,21 +6,13 @@
 
 mod common;
 
-use std::process::Output;
-
 use common::{ping, ping_eventually, root_or_skip, sh, Topology, Xvsd};
 
 const POD1: (&str, &str, &str, &str) = ("xct-pod1", "xct1", "10.244.1.81", "02:00:00:0d:00:01");
 const POD2: (&str, &str, &str, &str) = ("xct-pod2", "xct2", "10.244.1.82", "02:00:00:0d:00:02");
 const POD3: (&str, &str, &str, &str) = ("xct-pod3", "xct3", "10.244.1.83", "02:00:00:0d:00:03");
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::output_text as text;
 
 #[test]
 fn state_changes_at_run_time_and_survives_a_crash() {

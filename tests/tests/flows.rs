@@ -9,8 +9,6 @@
 
 mod common;
 
-use std::process::Output;
-
 use common::{ping, ping_eventually, root_or_skip, routed_pods, sh, Topology};
 use serde_json::Value;
 
@@ -18,13 +16,7 @@ const POD1: (&str, &str, &str, &str) = ("xfl-pod1", "xfl1", "10.244.1.91", "02:0
 const POD2: (&str, &str, &str, &str) = ("xfl-pod2", "xfl2", "10.244.1.92", "02:00:00:0f:00:02");
 const POD3: (&str, &str, &str, &str) = ("xfl-pod3", "xfl3", "10.244.1.93", "02:00:00:0f:00:03");
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::output_text as text;
 
 /// The cached flow from `src` to `dst` in a `dump-flows -o json` answer.
 fn flow<'a>(dump: &'a Value, src: &str, dst: &str) -> Option<&'a Value> {

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Output;
 use std::time::Duration;
 
 use common::{ping_eventually, root_or_skip, routed_pods, run, sh, Topology};
@@ -14,13 +13,7 @@ use common::{ping_eventually, root_or_skip, routed_pods, run, sh, Topology};
 const POD1: (&str, &str, &str, &str) = ("xtr-pod1", "xtr1", "10.244.1.91", "02:00:00:0e:00:01");
 const POD2: (&str, &str, &str, &str) = ("xtr-pod2", "xtr2", "10.244.1.92", "02:00:00:0e:00:02");
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::output_text as text;
 
 /// IPv4 packets the kernel of pod namespace `ns` received (`Ip:
 /// InReceives` of its /proc/net/snmp). Only IPv4 counts: the host ends

@@ -3,7 +3,7 @@
 //! fragments.
 //!
 //! A routed frame must equal the input frame with exactly three changes:
-//! the MACs, TTL - 1 and the IPv4 header checksum. `routed()` builds that
+//! the MACs, TTL - 1 and the IPv4 header checksum. `routed_frame()` builds that
 //! expectation with etherparse, independently of the datapath's RFC 1624
 //! update, and the tests compare whole frames.
 mod common;
@@ -15,28 +15,13 @@ use etherparse::{Ipv4Header, NetSlice, PacketBuilder, TransportSlice};
 use xvs_control::state::{MacAddr, RouteSpec};
 use xvs_vswitch::drop::DropReason;
 
-/// The frame a router sends for `input`: new MACs, TTL - 1, checksum
-/// recomputed from scratch, Ethernet padding removed.
-fn routed(input: &[u8], src_mac: [u8; 6], dst_mac: [u8; 6]) -> Vec<u8> {
-    let (mut ip, _) = Ipv4Header::from_slice(&input[14..]).expect("test input is IPv4");
-    let end = 14 + usize::from(ip.total_len);
-    let mut out = input[..end].to_vec();
-    out[0..6].copy_from_slice(&dst_mac);
-    out[6..12].copy_from_slice(&src_mac);
-    ip.time_to_live -= 1;
-    ip.header_checksum = ip.calc_header_checksum();
-    let hdr = ip.to_bytes();
-    out[14..14 + hdr.len()].copy_from_slice(&hdr);
-    out
-}
-
 #[test]
 fn pod_to_pod_udp_rewrites_only_macs_and_ttl() {
     let mut h = Harness::new();
     let payload = b"pod one to pod two, byte for byte";
     let input = pod_udp(1, pod_ip(2), 64, payload);
     let out = send_expect_one(&mut h, "pod1", input.clone(), "pod2");
-    assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
+    assert_eq!(out, routed_frame(&input, GW_MAC, pod_mac(2)));
 
     // The same, field by field, through etherparse.
     assert_eq!(macs_of(&out), (GW_MAC, pod_mac(2)));
@@ -61,7 +46,7 @@ fn ttl_is_decremented_by_exactly_one_at_every_value() {
     for ttl in [2u8, 3, 17, 64, 128, 200, 255] {
         let input = pod_udp(3, pod_ip(1), ttl, &[ttl; 11]);
         let out = send_expect_one(&mut h, "pod3", input.clone(), "pod1");
-        assert_eq!(out, routed(&input, GW_MAC, pod_mac(1)), "ttl {ttl}");
+        assert_eq!(out, routed_frame(&input, GW_MAC, pod_mac(1)), "ttl {ttl}");
         assert_eq!(ipv4_of(&out).2, ttl - 1);
     }
     assert_eq!(h.counters().routed, 7);
@@ -74,7 +59,7 @@ fn pod_to_pod_tcp_syn_keeps_a_valid_tcp_checksum() {
     let mut h = Harness::new();
     let input = tcp_syn(pod_mac(2), GW_MAC, pod_ip(2), pod_ip(3), 64);
     let out = send_expect_one(&mut h, "pod2", input.clone(), "pod3");
-    assert_eq!(out, routed(&input, GW_MAC, pod_mac(3)));
+    assert_eq!(out, routed_frame(&input, GW_MAC, pod_mac(3)));
     // parse_checked (in send_expect_one) verified the TCP checksum; check the
     // segment is still the SYN that was sent.
     let p = parse_checked(&out);
@@ -96,7 +81,7 @@ fn pod_to_external_goes_out_the_uplink_to_the_router() {
     let out = send_expect_one(&mut h, "pod1", input.clone(), "uplink");
     assert_eq!(macs_of(&out), (UPLINK_MAC, ROUTER_MAC));
     assert_eq!(ROUTER_MAC, [0x02, 0, 0, 0, 0xfe, 0x01]);
-    assert_eq!(out, routed(&input, UPLINK_MAC, ROUTER_MAC));
+    assert_eq!(out, routed_frame(&input, UPLINK_MAC, ROUTER_MAC));
     assert_eq!(ipv4_of(&out), (pod_ip(1), EXTERNAL, 63));
     assert_eq!(h.counters().routed, 1);
     h.assert_no_frame_leak();
@@ -107,7 +92,7 @@ fn external_to_pod_comes_in_the_uplink() {
     let mut h = Harness::new();
     let input = udp(ROUTER_MAC, UPLINK_MAC, EXTERNAL, pod_ip(2), 50, b"reply");
     let out = send_expect_one(&mut h, "uplink", input.clone(), "pod2");
-    assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
+    assert_eq!(out, routed_frame(&input, GW_MAC, pod_mac(2)));
     assert_eq!(ipv4_of(&out), (EXTERNAL, pod_ip(2), 49));
     h.assert_no_frame_leak();
 }
@@ -145,7 +130,7 @@ fn longest_prefix_wins() {
         h.send("pod1", input.clone());
         let (port, out) = only_output(&mut h);
         assert_eq!(port, want_port, "{dst}");
-        assert_eq!(out, routed(&input, src_mac, dst_mac), "{dst}");
+        assert_eq!(out, routed_frame(&input, src_mac, dst_mac), "{dst}");
     }
     // The remote node's /24 beats the default route: into the overlay.
     let out = send_expect_one(
@@ -211,7 +196,7 @@ fn ethernet_padding_is_trimmed() {
     padded.resize(60, 0xab);
     let out = send_expect_one(&mut h, "pod1", padded, "pod2");
     assert_eq!(out.len(), 44, "padding must not be forwarded");
-    assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
+    assert_eq!(out, routed_frame(&input, GW_MAC, pod_mac(2)));
     let p = parse_checked(&out);
     let Some(TransportSlice::Udp(udp)) = &p.transport else {
         panic!("not UDP")
@@ -237,7 +222,7 @@ fn ip_fragments_are_routed_unchanged_but_for_the_ttl() {
     ];
     for f in &frags {
         let out = send_expect_one(&mut h, "pod1", f.clone(), "pod2");
-        assert_eq!(out, routed(f, GW_MAC, pod_mac(2)));
+        assert_eq!(out, routed_frame(f, GW_MAC, pod_mac(2)));
         let p = parse_checked(&out);
         let Some(NetSlice::Ipv4(ip)) = &p.net else {
             panic!("not IPv4")
@@ -337,7 +322,7 @@ fn martian_sources_from_the_uplink_are_dropped() {
     for src in [EXTERNAL, UNROUTABLE] {
         let input = udp(ROUTER_MAC, UPLINK_MAC, src, pod_ip(2), 64, b"fine");
         let out = send_expect_one(&mut h, "uplink", input.clone(), "pod2");
-        assert_eq!(out, routed(&input, GW_MAC, pod_mac(2)));
+        assert_eq!(out, routed_frame(&input, GW_MAC, pod_mac(2)));
     }
     assert_eq!(h.counters().total_drops(), 10);
     h.assert_no_frame_leak();

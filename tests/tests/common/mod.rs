@@ -345,3 +345,12 @@ pub fn raw_requests(socket: &std::path::Path, lines: &[u8]) -> Vec<serde_json::V
         .map(|l| serde_json::from_str(&l.expect("a reply line")).expect("a JSON reply"))
         .collect()
 }
+
+/// A command's stdout and stderr, for assertion messages and matching.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -12,8 +12,8 @@ use etherparse::{
 };
 use ipnet::IpNet;
 use xvs_control::flowrule::{
-    FlowMatch, ParseFlowError, VlanMatch, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6,
-    IP_PROTO_ICMP, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP,
+    parse_number, FlowMatch, ParseFlowError, VlanMatch, ETHERTYPE_ARP, ETHERTYPE_IPV4,
+    ETHERTYPE_IPV6, IP_PROTO_ICMP, IP_PROTO_ICMPV6, IP_PROTO_TCP, IP_PROTO_UDP,
 };
 use xvs_control::state::MacAddr;
 
@@ -159,20 +159,6 @@ fn set<T: PartialEq>(slot: &mut Option<(T, String)>, v: T, token: &str) -> Resul
             Ok(())
         }
     }
-}
-
-/// A decimal or `0x` hexadecimal number that fits `T` (as the flow-rule
-/// parser reads numbers).
-fn parse_number<T: TryFrom<u64>>(s: &str) -> Option<T> {
-    let n = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            u64::from_str_radix(hex, 16).ok()?
-        }
-        Some(_) => return None,
-        None if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => s.parse().ok()?,
-        None => return None,
-    };
-    T::try_from(n).ok()
 }
 
 /// The tokens that say what a packet is (they set `dl_type`).
