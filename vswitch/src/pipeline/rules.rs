@@ -30,11 +30,11 @@ use crate::port::Batch;
 use crate::snapshot::Snapshot;
 use crate::wire::vlan::{self, Tag};
 use crate::wire::{ETHERNET_HEADER_LEN, ETHERTYPE_VLAN};
+use xvs_control::flowrule::{RuleAction, ETHERTYPE_IPV4};
 use xvs_flowtable::FlowState;
 
 /// Bytes of the two MAC addresses, which a tag goes after.
 const MACS_LEN: usize = 12;
-const ETHERTYPE_IPV4: u16 = 0x0800;
 
 impl State {
     pub(super) fn rules<P: FramePool>(&mut self, snap: &Snapshot, pool: &mut P, batch: &mut Batch) {
@@ -82,11 +82,7 @@ impl State {
                 let from = if cached { " (cached)" } else { "" };
                 format!("{}{from}", rule.source)
             });
-            if rule
-                .source
-                .actions
-                .contains(&xvs_control::flowrule::RuleAction::Normal)
-            {
+            if rule.source.actions.contains(&RuleAction::Normal) {
                 continue;
             }
             let k = self.meta[i].key;

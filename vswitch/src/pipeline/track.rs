@@ -13,14 +13,12 @@
 //! will read their NAT bindings from here.
 
 use smoltcp::wire::{Icmpv4Packet, Ipv4Packet, TcpPacket};
+use xvs_control::flowrule::{IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP};
 use xvs_flowtable::{CtError, FlowKey, PacketInfo, Verdict};
 
 use super::State;
 use crate::wire::UDP_HEADER_LEN;
 
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
 
@@ -73,13 +71,13 @@ fn conn_key(bytes: &[u8]) -> Option<(FlowKey, PacketInfo, bool)> {
     let len = u32::from(ip.total_len());
     let l4 = ip.payload();
     let (sport, dport, info, opens) = match proto {
-        PROTO_TCP => {
+        IP_PROTO_TCP => {
             let tcp = TcpPacket::new_checked(l4).ok()?;
             let flags = *l4.get(TCP_FLAGS)?;
             let (s, d) = (tcp.src_port(), tcp.dst_port());
             (s, d, PacketInfo::tcp(flags, len), true)
         }
-        PROTO_UDP => {
+        IP_PROTO_UDP => {
             let h = l4.get(..UDP_HEADER_LEN)?;
             let (s, d) = (
                 u16::from_be_bytes([h[0], h[1]]),
@@ -87,7 +85,7 @@ fn conn_key(bytes: &[u8]) -> Option<(FlowKey, PacketInfo, bool)> {
             );
             (s, d, PacketInfo::udp(len), true)
         }
-        PROTO_ICMP => {
+        IP_PROTO_ICMP => {
             let icmp = Icmpv4Packet::new_checked(l4).ok()?;
             let ty = u8::from(icmp.msg_type());
             if ty != ICMP_ECHO_REQUEST && ty != ICMP_ECHO_REPLY {
