@@ -438,10 +438,7 @@ impl Datapath {
         let (effective, missing) = present(&desired, |name| {
             std::path::Path::new("/sys/class/net").join(name).exists()
         });
-        // Never reused, even when an apply fails half-way: a worker that
-        // took a failed generation may have cached flows under it.
         let generation = self.next_generation;
-        self.next_generation += 1;
         let snapshot = Arc::new(Snapshot::compile(&effective, generation)?);
 
         // Reconcile ports by name: kept (index into `live`) or new.
@@ -560,6 +557,9 @@ impl Datapath {
             let _ = self.on_workers(|_| |ctx: &mut WorkerCtx| abort(ctx));
             return Err(e);
         }
+        // From here a worker may run this generation (even if the commit
+        // fails on another) and cache flows under it: it is never reused.
+        self.next_generation = generation + 1;
         self.on_workers(|w| {
             let plan = plans[w].clone();
             let names = names.clone();
