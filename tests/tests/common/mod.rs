@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a part
 
+pub mod cni;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
