@@ -100,6 +100,22 @@ pub struct PortSpec {
     pub kind: PortKind,
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// The container attachment a CNI plugin made this port for, so that
+    /// CHECK can verify it and GC can find ports no runtime knows any more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachment: Option<Attachment>,
+}
+
+/// A CNI attachment: the runtime's key for it (container id and interface
+/// name) and where the pod's end went.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub container_id: String,
+    /// The interface name inside the pod (`CNI_IFNAME`).
+    pub ifname: String,
+    /// The pod's network namespace (`CNI_NETNS`).
+    pub netns: String,
 }
 
 fn default_mtu() -> u16 {
@@ -272,6 +288,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_port_says_its_attachment_only_when_it_has_one() {
+        let mut port = PortSpec {
+            name: "veth1".into(),
+            kind: PortKind::Uplink {
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            },
+            mtu: 1500,
+            attachment: None,
+        };
+        let plain = serde_json::to_string(&port).unwrap();
+        assert!(!plain.contains("attachment"), "{plain}");
+        port.attachment = Some(Attachment {
+            container_id: "c1".into(),
+            ifname: "eth0".into(),
+            netns: "/var/run/netns/p1".into(),
+        });
+        let json = serde_json::to_string(&port).unwrap();
+        assert!(json.contains(r#""container_id":"c1""#), "{json}");
+        assert_eq!(serde_json::from_str::<PortSpec>(&json).unwrap(), port);
+        let old: PortSpec = serde_json::from_str(&plain).unwrap();
+        assert_eq!(old.attachment, None, "state files without it still load");
+    }
+
+    #[test]
     fn mac_round_trip() {
         let m: MacAddr = "02:0a:ff:00:01:9c".parse().unwrap();
         assert_eq!(m.0, [0x02, 0x0a, 0xff, 0x00, 0x01, 0x9c]);
@@ -324,6 +364,7 @@ mod tests {
         new.ports.remove(0);
         new.ports[0].mtu = 9000;
         new.ports.push(PortSpec {
+            attachment: None,
             name: "c".into(),
             kind: PortKind::Bridged { domain: 2 },
             mtu: 1500,

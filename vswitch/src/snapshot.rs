@@ -476,6 +476,7 @@ mod tests {
 
     fn port(name: &str, kind: PortKind, mtu: u16) -> PortSpec {
         PortSpec {
+            attachment: None,
             name: name.into(),
             kind,
             mtu,

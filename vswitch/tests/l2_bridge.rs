@@ -404,6 +404,7 @@ fn truncated_frames_on_a_bridged_port_are_dropped() {
 fn a_domain_with_a_single_port_has_no_flood_target() {
     let mut s = state();
     s.ports.push(xvs_control::state::PortSpec {
+        attachment: None,
         name: "br4".into(),
         kind: xvs_control::state::PortKind::Bridged { domain: 9 },
         mtu: 1500,

@@ -425,6 +425,7 @@ impl XvsdConfig {
             let (mac, mtu) = link(uplink)?;
             uplink_mac = Some(mac);
             ports.push(PortSpec {
+                attachment: None,
                 name: uplink.clone(),
                 kind: PortKind::Uplink { mac },
                 mtu,
@@ -449,6 +450,7 @@ impl XvsdConfig {
         for pod in &self.pods {
             let (_, mtu) = link(&pod.ifname)?;
             ports.push(PortSpec {
+                attachment: None,
                 name: pod.ifname.clone(),
                 kind: PortKind::Pod {
                     ip: pod.ip,
@@ -460,6 +462,7 @@ impl XvsdConfig {
         for port in &self.bridged {
             let (_, mtu) = link(&port.ifname)?;
             ports.push(PortSpec {
+                attachment: None,
                 name: port.ifname.clone(),
                 kind: PortKind::Bridged {
                     domain: port.domain,

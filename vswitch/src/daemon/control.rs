@@ -29,7 +29,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use xvs_control::protocol::{ErrorBody, ErrorCode, Request, PROTOCOL_VERSION};
 use xvs_control::server::{unknown_method, Handler, Peer};
-use xvs_control::state::{diff, DesiredState, PortKind, PortSpec, RemoteNodeSpec, RouteSpec};
+use xvs_control::state::{
+    diff, Attachment, DesiredState, PortKind, PortSpec, RemoteNodeSpec, RouteSpec,
+};
 
 use super::store::StateStore;
 use super::{write_atomically, DaemonError, Datapath, Report};
@@ -48,6 +50,9 @@ struct PortAdd {
     kind: PortKind,
     /// Default: the interface's MTU.
     mtu: Option<u16>,
+    /// Set by the CNI plugin: the attachment the port is for.
+    #[serde(default)]
+    attachment: Option<Attachment>,
 }
 
 #[derive(Deserialize)]
@@ -384,6 +389,7 @@ impl Handler for Control {
                         })?,
                 };
                 let spec = PortSpec {
+                    attachment: p.attachment,
                     name: p.name,
                     kind: p.kind,
                     mtu,

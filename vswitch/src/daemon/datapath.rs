@@ -1096,6 +1096,7 @@ mod tests {
 
     fn port(name: &str, kind: PortKind) -> PortSpec {
         PortSpec {
+            attachment: None,
             name: name.into(),
             kind,
             mtu: 1500,

@@ -130,6 +130,7 @@ mod tests {
             ports: ports
                 .iter()
                 .map(|&(name, domain)| PortSpec {
+                    attachment: None,
                     name: name.into(),
                     kind: PortKind::Bridged { domain },
                     mtu: 1500,

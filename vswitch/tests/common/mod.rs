@@ -55,6 +55,7 @@ pub const PORTS: [&str; 7] = ["pod1", "pod2", "pod3", "uplink", "br1", "br2", "b
 pub fn state() -> DesiredState {
     let mut ports: Vec<PortSpec> = (1..=3)
         .map(|n| PortSpec {
+            attachment: None,
             name: format!("pod{n}"),
             kind: PortKind::Pod {
                 ip: pod_ip(n),
@@ -64,6 +65,7 @@ pub fn state() -> DesiredState {
         })
         .collect();
     ports.push(PortSpec {
+        attachment: None,
         name: "uplink".into(),
         kind: PortKind::Uplink {
             mac: MacAddr(UPLINK_MAC),
@@ -72,6 +74,7 @@ pub fn state() -> DesiredState {
     });
     for n in 1..=3 {
         ports.push(PortSpec {
+            attachment: None,
             name: format!("br{n}"),
             kind: PortKind::Bridged { domain: 7 },
             mtu: 1500,
