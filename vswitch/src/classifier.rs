@@ -480,6 +480,33 @@ pub struct CompiledRule {
     /// The rule's position in the list it was compiled from (its order of
     /// addition, which breaks ties between equal priorities).
     pub index: usize,
+    /// What the flow cache may keep of a decision by this rule, worked out
+    /// once here rather than per packet.
+    pub caching: RuleCaching,
+}
+
+/// What the flow cache may keep of a rule's decision (see
+/// `crate::flow_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleCaching {
+    /// The rule's own actions (it does not say `normal`).
+    Actions,
+    /// It says only `normal`: the route the default pipeline reaches is
+    /// cached, pointing back at the rule.
+    Normal,
+    /// It changes the packet before `normal`, or copies it besides: the
+    /// default pipeline decides on a frame the key does not describe.
+    Nothing,
+}
+
+impl RuleCaching {
+    fn of(actions: &[RuleAction]) -> RuleCaching {
+        match actions {
+            [RuleAction::Normal] => RuleCaching::Normal,
+            a if a.contains(&RuleAction::Normal) => RuleCaching::Nothing,
+            _ => RuleCaching::Actions,
+        }
+    }
 }
 
 /// Why a rule list could not be compiled; names the rule at fault.
@@ -623,6 +650,7 @@ fn compile_rule(
         actions,
         source: rule.clone(),
         index,
+        caching: RuleCaching::of(&rule.actions),
     })
 }
 

@@ -51,7 +51,7 @@ use xvs_control::flowrule::{
 use xvs_control::state::MacAddr;
 use xvs_flowtable::{FlowKey, FlowTable, FlowValue, FlowView};
 
-use crate::classifier::{FieldSet, Fields};
+use crate::classifier::{FieldSet, Fields, RuleCaching};
 use crate::port::PortId;
 use crate::snapshot::{NextHop, PortRole, Route, Snapshot};
 use crate::wire::UDP_HEADER_LEN;
@@ -198,13 +198,6 @@ pub fn fields_of_key(key: &FlowKey, port_mac: MacAddr) -> Option<Fields> {
 /// Fields a cached rule decision may not depend on.
 pub const UNCACHEABLE_FIELDS: FieldSet = FieldSet::DL_SRC;
 
-/// Whether a rule ending in `normal` may have its route cached: only if it
-/// does not modify the packet first (the default pipeline would then decide
-/// on the modified frame, which the key does not describe).
-pub fn normal_is_cacheable(actions: &[RuleAction]) -> bool {
-    matches!(actions, [RuleAction::Normal])
-}
-
 /// What `snap` decides for packets with `key`, recomputed from the key
 /// alone, or `None` if that decision is not one the cache holds (a drop,
 /// local delivery, an L2-dependent rule, no route).
@@ -223,13 +216,11 @@ pub fn decide(snap: &Snapshot, key: &FlowKey) -> Option<CachedAction> {
         if let Some(r) = lookup.rule {
             let rule = &snap.rules.rules()[r];
             let r = u16::try_from(r).ok()?;
-            if !rule.source.actions.contains(&RuleAction::Normal) {
-                return Some(CachedAction::Rule { rule: r });
+            match rule.caching {
+                RuleCaching::Actions => return Some(CachedAction::Rule { rule: r }),
+                RuleCaching::Nothing => return None,
+                RuleCaching::Normal => via_rule = Some(r),
             }
-            if !normal_is_cacheable(&rule.source.actions) {
-                return None;
-            }
-            via_rule = Some(r);
         }
     }
     if snap.is_local(dst) {

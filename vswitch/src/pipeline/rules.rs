@@ -22,7 +22,7 @@
 use smoltcp::wire::{EthernetAddress, EthernetFrame, Ipv4Packet};
 
 use super::{Next, State, NO_KEY};
-use crate::classifier::{CompiledAction, CompiledRule, Fields};
+use crate::classifier::{CompiledAction, CompiledRule, Fields, RuleCaching};
 use crate::drop::DropReason;
 use crate::flow_cache::{self, CachedAction, UNCACHEABLE_FIELDS};
 use crate::packet::{frame_u16, FramePool, Packet, FRAME_SIZE};
@@ -30,7 +30,7 @@ use crate::port::Batch;
 use crate::snapshot::Snapshot;
 use crate::wire::vlan::{self, Tag};
 use crate::wire::{ETHERNET_HEADER_LEN, ETHERTYPE_VLAN};
-use xvs_control::flowrule::{RuleAction, ETHERTYPE_IPV4};
+use xvs_control::flowrule::ETHERTYPE_IPV4;
 use xvs_flowtable::FlowState;
 
 /// Bytes of the two MAC addresses, which a tag goes after.
@@ -82,7 +82,7 @@ impl State {
                 let from = if cached { " (cached)" } else { "" };
                 format!("{}{from}", rule.source)
             });
-            if rule.source.actions.contains(&RuleAction::Normal) {
+            if rule.caching != RuleCaching::Actions {
                 continue;
             }
             let k = self.meta[i].key;
@@ -174,7 +174,7 @@ impl State {
                 }
                 CompiledAction::Normal => {
                     sent = true;
-                    if !flow_cache::normal_is_cacheable(&rule.source.actions) {
+                    if rule.caching == RuleCaching::Nothing {
                         self.meta[i].key = NO_KEY;
                     }
                     self.normal(i);
