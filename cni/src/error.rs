@@ -21,6 +21,7 @@ use std::io;
 use serde::Serialize;
 
 use crate::ipam::IpamError;
+use crate::plumb::PlumbError;
 use crate::spec::Command;
 use crate::version::CniVersion;
 
@@ -52,6 +53,15 @@ pub enum ErrorCode {
     NotImplemented = 100,
     /// 101: the IP pool has no free address.
     PoolExhausted = 101,
+    /// 102: the pod already has an interface named `CNI_IFNAME`, or the host
+    /// end's name is taken (an ADD without the DEL of an earlier one).
+    InterfaceExists = 102,
+    /// 103: creating or configuring the veth pair failed.
+    Plumbing = 103,
+    /// 104: xvsd answered, but refused the request.
+    XvsdRefused = 104,
+    /// 105: CHECK found the attachment differing from `prevResult`.
+    CheckFailed = 105,
 }
 
 impl ErrorCode {
@@ -160,6 +170,26 @@ pub enum CniError {
     /// The built-in IP allocator failed.
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    /// Plumbing the veth pair failed (codes 102, 103, or 4 for a bad
+    /// `CNI_NETNS`).
+    #[error(transparent)]
+    Plumb(#[from] PlumbError),
+    /// xvsd answered the control request with an error (code 104).
+    #[error("xvsd on {socket} refused {method}: {message}")]
+    XvsdRefused {
+        /// The control socket.
+        socket: String,
+        /// The control method, e.g. `port-add`.
+        method: &'static str,
+        /// xvsd's error.
+        message: String,
+    },
+    /// CHECK: what differs from `prevResult` (code 105).
+    #[error("CHECK failed: {}", .differences.join("; "))]
+    CheckFailed {
+        /// One line per difference.
+        differences: Vec<String>,
+    },
     /// A command this build does not implement yet (code 100).
     #[error("xvs-cni: {command} is not implemented yet")]
     NotImplemented {
@@ -214,6 +244,18 @@ impl CniError {
                 IpamError::Busy { .. } => ErrorCode::TryAgainLater,
                 IpamError::Io { .. } => ErrorCode::Io,
             },
+            Self::Plumb(e) => match e {
+                PlumbError::IfnameExists { .. } | PlumbError::HostIfnameExists { .. } => {
+                    ErrorCode::InterfaceExists
+                }
+                PlumbError::NetnsNotFound { .. }
+                | PlumbError::NetnsOpen { .. }
+                | PlumbError::NotANetns { .. } => ErrorCode::InvalidEnvironment,
+                PlumbError::InvalidMtu { .. } => ErrorCode::InvalidNetworkConfig,
+                _ => ErrorCode::Plumbing,
+            },
+            Self::XvsdRefused { .. } => ErrorCode::XvsdRefused,
+            Self::CheckFailed { .. } => ErrorCode::CheckFailed,
             Self::NotImplemented { .. } => ErrorCode::NotImplemented,
         }
     }
@@ -259,10 +301,29 @@ impl CniError {
                 "start xvsd, or check `xvsctl show` and its logs".to_owned()
             }
             Self::Ipam(e) => e.hint(),
-            Self::NotImplemented { .. } => {
-                "this build of xvs-cni implements only VERSION; ADD, DEL, CHECK, STATUS \
-                 and GC come in a later version"
+            Self::Plumb(PlumbError::IfnameExists { .. } | PlumbError::HostIfnameExists { .. }) => {
+                "run DEL for the earlier attachment first, or choose another CNI_IFNAME".to_owned()
+            }
+            Self::Plumb(
+                PlumbError::NetnsNotFound { .. }
+                | PlumbError::NetnsOpen { .. }
+                | PlumbError::NotANetns { .. },
+            ) => "CNI_NETNS must be the path of the pod's network namespace".to_owned(),
+            Self::Plumb(_) => {
+                "check the kernel log and that xvs-cni runs as root (CAP_NET_ADMIN, \
+                 CAP_SYS_ADMIN) with ethtool installed"
                     .to_owned()
+            }
+            Self::XvsdRefused { .. } => {
+                "check `xvsctl port list` and xvsd's log; a port with this name and other \
+                 settings must be deleted first"
+                    .to_owned()
+            }
+            Self::CheckFailed { .. } => {
+                "the attachment drifted from what ADD made; delete and re-create the pod".to_owned()
+            }
+            Self::NotImplemented { .. } => {
+                "this command is not implemented by this build of xvs-cni".to_owned()
             }
         }
     }

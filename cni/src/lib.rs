@@ -17,12 +17,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod error;
 pub mod ipam;
 pub mod plugin;
 pub mod plumb;
 pub mod spec;
 pub mod version;
+pub mod xvsd;
 
 pub use error::{CniError, ErrorCode};
 pub use spec::{Attachment, Command, Env, NetConf};

@@ -17,11 +17,11 @@
 //! people goes to stderr. An error is encoded in the configuration's version
 //! when that is known and one we speak, else in [`CniVersion::LATEST`].
 //!
-//! For now only VERSION is implemented; ADD, DEL, CHECK, STATUS and GC
-//! validate their input and then fail with code 100 (not implemented yet).
+//! The commands themselves are in [`crate::commands`].
 
 use std::io::Read;
 
+use crate::commands;
 use crate::error::CniError;
 use crate::spec::{Command, Env, NetConf};
 use crate::version::{peek_version, version_reply, CniVersion};
@@ -81,24 +81,29 @@ pub fn run(lookup: impl Fn(&str) -> Option<String>, stdin: &mut dyn Read) -> Out
         Ok(conf) => conf,
         Err(e) => return failure(&e, reply_version, &what),
     };
-    match dispatch(&env, &conf) {
+    let mut log = String::new();
+    match dispatch(&env, &conf, &mut log) {
         Ok(stdout) => Output {
             stdout,
-            stderr: String::new(),
+            stderr: log,
             exit_code: 0,
         },
-        Err(e) => failure(&e, conf.cni_version, &what),
+        Err(e) => {
+            let mut out = failure(&e, conf.cni_version, &what);
+            out.stderr.insert_str(0, &log);
+            out
+        }
     }
 }
 
-fn dispatch(env: &Env, conf: &NetConf) -> Result<String, CniError> {
+fn dispatch(env: &Env, conf: &NetConf, log: &mut String) -> Result<String, CniError> {
     conf.check_command(env.command)?;
     match env.command {
-        Command::Add | Command::Del | Command::Check | Command::Status | Command::Gc => {
-            Err(CniError::NotImplemented {
-                command: env.command,
-            })
-        }
+        Command::Add => commands::add(env, conf, log),
+        Command::Del => commands::del(env, conf, log).map(|()| String::new()),
+        Command::Check => commands::check(env, conf).map(|()| String::new()),
+        Command::Status => commands::status(conf).map(|()| String::new()),
+        Command::Gc => commands::gc(conf, log).map(|()| String::new()),
         Command::Version => Ok(format!("{}\n", version_reply(&[]))),
     }
 }
@@ -164,19 +169,102 @@ mod tests {
         assert!(out.stderr.is_empty());
     }
 
+    /// CONF with xvsd's socket and the lease directory under `dir`.
+    fn conf_in(dir: &std::path::Path, version: &str) -> String {
+        json!({"cniVersion": version, "name": "xvs", "type": "xvs-cni",
+               "socket": dir.join("no-xvsd.sock"),
+               "ipam": {"subnet": "10.244.1.0/24", "dataDir": dir.join("ipam")},
+               "cni.dev/valid-attachments": []})
+        .to_string()
+    }
+
     #[test]
-    fn other_commands_are_not_implemented_yet_code_100() {
-        for command in ["ADD", "DEL", "CHECK", "STATUS", "GC"] {
-            let (json, out) = invoke(&attach(command), CONF);
-            assert_eq!(out.exit_code, 1, "{command}");
-            assert_eq!(json["code"], 100, "{command}");
-            assert_eq!(json["cniVersion"], "1.1.0");
-            assert_eq!(
-                json["msg"],
-                format!("xvs-cni: {command} is not implemented yet")
-            );
-            assert!(out.stderr.contains("code 100"), "{}", out.stderr);
+    fn status_without_xvsd_is_code_50_naming_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let (json, out) = invoke(&attach("STATUS"), &conf_in(dir.path(), "1.1.0"));
+        assert_eq!(out.exit_code, 1);
+        assert_eq!(json["code"], 50);
+        assert!(
+            json["msg"].as_str().unwrap().contains("no-xvsd.sock"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn add_without_xvsd_is_code_11_and_leaves_no_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let (json, out) = invoke(&attach("ADD"), &conf_in(dir.path(), "1.0.0"));
+        assert_eq!(out.exit_code, 1);
+        assert_eq!(json["code"], 11, "{json}");
+        assert_eq!(json["cniVersion"], "1.0.0");
+        assert!(json["msg"].as_str().unwrap().contains("no-xvsd.sock"));
+        let leases = dir.path().join("ipam/xvs");
+        let held = std::fs::read_dir(&leases)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("10."))
+                    .count()
+            })
+            .unwrap_or(0);
+        assert_eq!(held, 0);
+    }
+
+    #[test]
+    fn delegated_ipam_is_not_supported_yet_code_2() {
+        let conf = CONF.replace(
+            r#""podCIDR": "10.244.1.0/24","#,
+            r#""ipam": {"type": "host-local"},"#,
+        );
+        let (json, _) = invoke(&attach("ADD"), &conf);
+        assert_eq!(json["code"], 2, "{json}");
+    }
+
+    #[test]
+    fn check_needs_prev_result_code_7() {
+        let dir = tempfile::tempdir().unwrap();
+        let (json, _) = invoke(&attach("CHECK"), &conf_in(dir.path(), "1.1.0"));
+        assert_eq!(json["code"], 7, "{json}");
+        assert!(json["msg"].as_str().unwrap().contains("prevResult"));
+    }
+
+    #[test]
+    fn del_with_everything_gone_succeeds_and_releases_the_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = conf_in(dir.path(), "1.0.0");
+        let parsed = NetConf::parse(conf.as_bytes()).unwrap();
+        let crate::spec::Ipam::BuiltIn { pool, data_dir } = &parsed.ipam else {
+            panic!("built-in IPAM expected");
+        };
+        let ipam = crate::ipam::HostLocal::new(data_dir, pool.clone());
+        let attachment = crate::spec::Attachment::new("abc123", "eth0");
+        ipam.allocate(&attachment).unwrap();
+        let mut vars = attach("DEL");
+        vars[2] = ("CNI_NETNS", "/var/run/netns/xvs-cni-unit-test-gone");
+        for _ in 0..2 {
+            let (_, out) = invoke(&vars, &conf);
+            assert_eq!(out.exit_code, 0, "{}{}", out.stdout, out.stderr);
+            assert!(out.stdout.is_empty());
+            // xvsd was not there: logged, not failed.
+            assert!(out.stderr.contains("port-del"), "{}", out.stderr);
         }
+        assert_eq!(ipam.find(&attachment).unwrap(), None);
+    }
+
+    #[test]
+    fn gc_without_xvsd_frees_leases_then_says_try_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = conf_in(dir.path(), "1.1.0");
+        let parsed = NetConf::parse(conf.as_bytes()).unwrap();
+        let crate::spec::Ipam::BuiltIn { pool, data_dir } = &parsed.ipam else {
+            panic!("built-in IPAM expected");
+        };
+        let ipam = crate::ipam::HostLocal::new(data_dir, pool.clone());
+        ipam.allocate(&crate::spec::Attachment::new("gone", "eth0"))
+            .unwrap();
+        let vars = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/opt/cni/bin")];
+        let (json, _) = invoke(&vars, &conf);
+        assert_eq!(json["code"], 11, "{json}");
+        assert!(ipam.leases().unwrap().is_empty());
     }
 
     #[test]

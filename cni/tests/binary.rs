@@ -77,26 +77,27 @@ fn version_answers_libcnis_probe() {
 }
 
 #[test]
-fn unimplemented_commands_fail_with_code_100_in_the_configs_version() {
-    let conf_1_1 = r#"{"cniVersion": "1.1.0", "name": "xvs", "type": "xvs-cni",
-                       "podCIDR": "10.244.1.0/24", "cni.dev/valid-attachments": []}"#;
-    for (command, conf, version) in [
-        ("ADD", CONF_1_0, "1.0.0"),
-        ("DEL", CONF_1_0, "1.0.0"),
-        ("CHECK", CONF_1_0, "1.0.0"),
-        ("STATUS", conf_1_1, "1.1.0"),
-        ("GC", conf_1_1, "1.1.0"),
-    ] {
-        let r = xvs_cni(&attach(command), conf);
+fn without_xvsd_add_is_code_11_and_status_code_50_in_the_configs_version() {
+    let dir = std::env::temp_dir().join(format!("xvs-cni-binary-{}", std::process::id()));
+    let conf = |version: &str| {
+        json!({"cniVersion": version, "name": "xvs", "type": "xvs-cni",
+               "socket": dir.join("no-xvsd.sock"),
+               "ipam": {"subnet": "10.244.1.0/24", "dataDir": dir.join("ipam")}})
+        .to_string()
+    };
+    for (command, version, code) in [("ADD", "1.0.0", 11), ("STATUS", "1.1.0", 50)] {
+        let r = xvs_cni(&attach(command), &conf(version));
         assert_eq!(r.code, Some(1), "{command}");
-        assert_eq!(r.json["code"], 100, "{command}: {}", r.stdout);
+        assert_eq!(r.json["code"], code, "{command}: {}", r.stdout);
         assert_eq!(r.json["cniVersion"], version);
-        assert_eq!(
-            r.json["msg"],
-            format!("xvs-cni: {command} is not implemented yet")
+        assert!(
+            r.json["msg"].as_str().unwrap().contains("no-xvsd.sock"),
+            "{}",
+            r.stdout
         );
         assert!(r.stderr.starts_with("xvs-cni: "), "{}", r.stderr);
     }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
