@@ -3,36 +3,63 @@
 #
 # Builds this topology in network namespaces (all removed on exit):
 #
-#   demo-pod1 (10.244.1.11) ─veth─ xdemo1 ┐
-#   demo-pod2 (10.244.1.12) ─veth─ xdemo2 ├─ xvsd (AF_XDP workers)   ─ xdemoup ─veth─ demo-node2
-#   demo-pod3 (10.244.1.13) ─veth─ xdemo3 ┘      192.168.66.1          192.168.66.2, kernel VXLAN vx0
-#                                                                      └─ demo-r2 (10.244.2.5)
+#   demo-pod1 (10.244.1.11) ─veth─ xvs… ┐
+#   demo-pod2 (10.244.1.12) ─veth─ xvs… ├─ xvsd (AF_XDP workers)   ─ xdemoup ─veth─ demo-node2
+#   demo-pod3 (10.244.1.13) ─veth─ xvs… ┘      192.168.66.1          192.168.66.2, kernel VXLAN vx0
+#                                                                    └─ demo-r2 (10.244.2.5)
 #
-# with two workers on cores 0 and 1 when there are two cores: the pod veths
-# get a queue per worker, so both workers serve every pod, and the
-# single-queue uplink is served by one of them (the other hands it its VXLAN
-# traffic). Then it pings through the 169.254.1.1 gateway and across the
-# overlay, runs iperf3 TCP pod to pod and pod to remote pod, and prints
-# xvsd's counters.
+# xvsd starts with the uplink and the overlay only; the pods are attached
+# as a container runtime attaches them: cnitool (libcni) runs the xvs-cni
+# plugin from a conflist, which allocates each pod's address, creates its
+# veth and registers the port with xvsd. With two cores there are two
+# workers on cores 0 and 1; each port's queue goes to the worker with the
+# fewest, and the workers hand each other packets for the ports they do not
+# serve. Then it pings through the 169.254.1.1 gateway and across the
+# overlay, runs iperf3 TCP pod to pod and pod to remote pod, shows the
+# flow cache and the tracked connections, detaches the pods with cnitool
+# (CNI DEL) and prints xvsd's counters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo: needs root (network namespaces, XDP)" >&2; exit 1; }
 
-cargo build --release -q -p xvs-vswitch --bin xvsd
+cargo build --release -q -p xvs-vswitch --bin xvsd -p xvs-control --bin xvsctl -p xvs-cni --bin xvs-cni
 XVSD=target/release/xvsd
 LOG=$(mktemp)
 NS=(demo-pod1 demo-pod2 demo-pod3 demo-node2 demo-r2)
+CNI=$(mktemp -d)
+SOCK=$CNI/xvsd.sock
+XVSCTL="target/release/xvsctl --socket $SOCK"
+# cnitool finds the network by name in NETCONFPATH and its plugins in
+# CNI_PATH, as a runtime would in /etc/cni/net.d and /opt/cni/bin.
+export NETCONFPATH=$CNI/net.d CNI_PATH=$CNI/bin
+mkdir -p "$NETCONFPATH" "$CNI_PATH"
+ln -s "$PWD/target/release/xvs-cni" "$CNI_PATH/xvs-cni"
+cat > "$NETCONFPATH/10-xvs.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "xvs-demo",
+  "plugins": [{
+    "type": "xvs-cni",
+    "socket": "$SOCK",
+    "mtu": 1450,
+    "ipam": {"subnet": "10.244.1.0/24", "rangeStart": "10.244.1.11", "dataDir": "$CNI/ipam"}
+  }]
+}
+EOF
 
 cleanup() {
+  for i in 1 2 3; do
+    [ -e /var/run/netns/demo-pod$i ] && cnitool del xvs-demo /var/run/netns/demo-pod$i 2>/dev/null
+  done
   [ -n "${XVSD_PID:-}" ] && kill -TERM "$XVSD_PID" 2>/dev/null && wait "$XVSD_PID" 2>/dev/null
   for n in "${NS[@]}"; do
     ip netns pids "$n" 2>/dev/null | xargs -r kill -9
     ip netns del "$n" 2>/dev/null || true
   done
-  for l in xdemo1 xdemo2 xdemo3 xdemoup; do ip link del "$l" 2>/dev/null || true; done
+  ip link del xdemoup 2>/dev/null || true
   rm -f "$LOG"
 }
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$CNI"' EXIT
 cleanup 2>/dev/null || true
 LOG=$(mktemp)
 
@@ -40,21 +67,6 @@ say() { printf '\n== %s\n' "$*"; }
 
 if [ "$(nproc)" -ge 2 ]; then WORKERS=2; else WORKERS=1; fi
 CORES=$(seq -s, 0 $((WORKERS - 1)))
-QUEUES="numtxqueues $WORKERS numrxqueues $WORKERS"
-
-for i in 1 2 3; do
-  ns=demo-pod$i
-  ip netns add $ns
-  ip link add xdemo$i $QUEUES type veth peer name eth0 netns $ns $QUEUES
-  ip -n $ns link set lo up
-  ip -n $ns link set eth0 address 02:00:00:de:00:0$i
-  ip -n $ns addr add 10.244.1.1$i/32 dev eth0
-  ip -n $ns link set eth0 up
-  ip -n $ns route add 169.254.1.1 dev eth0 scope link
-  ip -n $ns route add default via 169.254.1.1 dev eth0
-  ip netns exec $ns ethtool -K eth0 tx off >/dev/null
-  ip link set xdemo$i up
-done
 
 ip netns add demo-node2
 ip netns add demo-r2
@@ -87,13 +99,19 @@ ip netns exec demo-r2 ethtool -K eth0 tx off >/dev/null
 
 say "starting xvsd ($WORKERS workers, cores $CORES)"
 $XVSD --state-dir none --cores "$CORES" --uplink xdemoup --node-ip 192.168.66.1 --pod-cidr 10.244.1.0/24 --vni 1 \
-  --remote node2,10.244.2.0/24,192.168.66.2,02:00:00:de:02:01,02:00:00:de:02:00 \
-  --pod xdemo1,10.244.1.11,02:00:00:de:00:01 \
-  --pod xdemo2,10.244.1.12,02:00:00:de:00:02 \
-  --pod xdemo3,10.244.1.13,02:00:00:de:00:03 2>"$LOG" &
+  --control-socket "$SOCK" \
+  --remote node2,10.244.2.0/24,192.168.66.2,02:00:00:de:02:01,02:00:00:de:02:00 2>"$LOG" &
 XVSD_PID=$!
 for _ in $(seq 50); do grep -q "ready:" "$LOG" && break; sleep 0.1; done
 cat "$LOG"
+
+say "attaching three pods with cnitool add (CNI ADD through xvs-cni)"
+for i in 1 2 3; do
+  ip netns add demo-pod$i
+  ip -n demo-pod$i link set lo up
+  cnitool add xvs-demo /var/run/netns/demo-pod$i | tr -d ' \n' | grep -o '"address":"[^"]*"' | sed "s/^/  demo-pod$i: /"
+done
+$XVSCTL port list
 
 say "pod1 -> gateway 169.254.1.1, pod2, pod3, and the remote pod over VXLAN"
 for dst in 169.254.1.1 10.244.1.12 10.244.1.13 10.244.2.5; do
@@ -109,6 +127,14 @@ say "iperf3 TCP pod3 -> remote pod over VXLAN (3 s)"
 ip netns exec demo-r2 iperf3 -s -1 -D -p 5202
 sleep 0.3
 ip netns exec demo-pod3 iperf3 -c 10.244.2.5 -p 5202 -t 3 | grep -E "sender|receiver"
+
+say "the flow cache and the tracked connections"
+$XVSCTL dump-flows
+$XVSCTL dump-conntrack
+
+say "detaching the pods with cnitool del (CNI DEL)"
+for i in 1 2 3; do cnitool del xvs-demo /var/run/netns/demo-pod$i; done
+$XVSCTL port list
 
 say "stopping xvsd (SIGTERM): counters"
 kill -TERM $XVSD_PID; wait $XVSD_PID || true; XVSD_PID=

@@ -162,7 +162,7 @@ impl State {
                 }
             }
             self.counters.routed += 1;
-            if own_flow {
+            if !m.originated {
                 self.track(&data[l3..]);
             }
             if own_flow && m.key != NO_KEY {

@@ -1,7 +1,8 @@
 //! Connection tracking of routed traffic: every packet ip4-forward routes
-//! for a pod or from the uplink (not the switch's own replies and errors,
-//! not decapsulated ones: the inner packet of the sender's node was
-//! tracked there) updates its connection in the datapath's [`Conntrack`],
+//! for a pod, from the uplink or out of the overlay (decapsulated: the
+//! answers to a pod's connection to a remote pod come that way), but not
+//! the switch's own replies and errors, updates its connection in the
+//! datapath's [`Conntrack`],
 //! which `xvsctl dump-conntrack` lists as `conntrack -L` does. TCP
 //! connections follow Linux's state machine; UDP, ICMP echo and other
 //! protocols (by addresses alone) are replied or not; ICMP errors belong
