@@ -328,3 +328,17 @@ fn hard_limit(resource: &str) -> u64 {
         hard.parse().expect("a numeric hard limit")
     }
 }
+
+impl Podman {
+    /// Puts `dir` first in podman's `cni_plugin_dirs`, before the
+    /// reference plugins: for a plugin cargo built (`dir` holding a link
+    /// to it), found there when podman runs the network's conflist.
+    pub fn prepend_plugin_dir(&self, dir: &Path) {
+        let path = self.dir.path().join("containers.conf");
+        let conf = std::fs::read_to_string(&path).expect("reading containers.conf");
+        let key = "cni_plugin_dirs = [";
+        assert!(conf.contains(key), "no {key} in {conf}");
+        let conf = conf.replacen(key, &format!("{key}\"{}\", ", dir.display()), 1);
+        std::fs::write(&path, conf).expect("writing containers.conf");
+    }
+}
