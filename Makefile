@@ -33,10 +33,15 @@ lint: deps
 unit: deps
 	@bash scripts/cargo-test-summary.sh
 
-## Criterion benchmarks of the pipeline, printed as a table of ns/packet.
+## Criterion benchmarks of the pipeline, printed as a table of ns/packet;
+## then (root) ADD/DEL latency of xvs-cni vs the reference bridge +
+## host-local plugins over 100 pods each via cnitool, in the same run.
+CNI_BENCH_OUT ?= target/bench-cni/cni-latency.json
 bench: deps
 	$(CARGO) bench -p xvs-vswitch --bench pipeline
 	@$(CARGO) run --release -q -p xvs-perf --bin bench-table
+	$(CARGO) build --release -q -p xvs-cni -p xvs-vswitch -p xvs-perf --bins
+	target/release/cni-latency --pods 100 --out $(CNI_BENCH_OUT)
 
 ## The flow table against RwLock<HashMap> and DashMap at 1K-4M flows, and
 ## DPDK's own lock-free rte_hash benchmarks (dpdk-test) on this machine in
