@@ -56,19 +56,7 @@ fn ports(socket: &Path) -> Vec<Value> {
         .clone()
 }
 
-/// The lease files of network `net`.
-fn leases(state: &Path, net: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(state.join("ipam").join(net)) else {
-        return Vec::new();
-    };
-    let mut ips: Vec<String> = dir
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
-        .collect();
-    ips.sort();
-    ips
-}
+use common::cni::lease_files as leases;
 
 /// ADD `ns` to `net`; returns (pod IP, host ifname) from the result.
 fn add(net: &CniNet, ns: &str, env: &[(&str, &str)], version: &str) -> (String, String) {

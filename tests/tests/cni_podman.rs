@@ -31,16 +31,7 @@ fn ports(socket: &Path) -> Vec<Value> {
 
 /// The lease files (one per address) under `state`.
 fn leases(state: &Path) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(state.join("ipam").join(NET)) else {
-        return Vec::new();
-    };
-    let mut ips: Vec<String> = dir
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
-        .collect();
-    ips.sort();
-    ips
+    common::cni::lease_files(state, NET)
 }
 
 /// The xvsd port whose attachment names container `id`.

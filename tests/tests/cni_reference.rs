@@ -33,19 +33,7 @@ fn bridge_conflist(bridge: &str, subnet: &str, state: &Path) -> serde_json::Valu
     })
 }
 
-/// host-local's lease files (one per address, named by it) of `net`.
-fn leases(state: &Path, net: &str) -> Vec<String> {
-    let Ok(dir) = std::fs::read_dir(state.join("ipam").join(net)) else {
-        return Vec::new();
-    };
-    let mut ips: Vec<String> = dir
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
-        .collect();
-    ips.sort();
-    ips
-}
+use common::cni::lease_files as leases;
 
 #[test]
 fn cnitool_runs_reference_bridge_and_host_local() {

@@ -342,3 +342,18 @@ impl Podman {
         std::fs::write(&path, conf).expect("writing containers.conf");
     }
 }
+
+/// The lease files (one per address, named by it, as host-local and
+/// xvs-cni's IPAM write them) of network `net` under `state/ipam`, sorted.
+pub fn lease_files(state: &Path, net: &str) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(state.join("ipam").join(net)) else {
+        return Vec::new();
+    };
+    let mut ips: Vec<String> = dir
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+        .collect();
+    ips.sort();
+    ips
+}
