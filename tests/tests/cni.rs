@@ -13,9 +13,11 @@ mod common;
 
 use std::path::Path;
 
-use common::cni::{cnitool, cnitool_ok, netns_path, CniNet, TempDir, REFERENCE_PLUGINS};
+use common::cni::{
+    cnitool, cnitool_ok, netns_path, start_xvsd, CniNet, TempDir, REFERENCE_PLUGINS,
+};
+use common::Topology;
 use common::{bin_path, output_text, ping_eventually, raw_requests, root_or_skip, run};
-use common::{Topology, Xvsd};
 use serde_json::{json, Value};
 
 /// An xvs-cni conflist talking to xvsd on `socket`, leases under `state`.
@@ -85,16 +87,7 @@ fn life_cycle(version: &str, a: &str, b: &str) {
     let path = cni_path(&bin);
     let env = [("CNI_PATH", path.as_str())];
     let state = TempDir::new("xvs-cni-xvsd");
-    let socket = state.path().join("xvsd.sock");
-    let socket_arg = socket.display().to_string();
-    let xvsd = Xvsd::start(&[
-        "--control-socket",
-        &socket_arg,
-        "--node-ip",
-        "192.168.77.1",
-        "--pod-cidr",
-        "10.244.1.0/24",
-    ]);
+    let (xvsd, socket) = start_xvsd(state.path());
     let name = format!("xvs{}", version.replace('.', ""));
     let net = CniNet::new(&name, |dir| xvs_conflist(version, &socket, dir));
 
@@ -194,16 +187,7 @@ fn xvs_cni_1_1_0_add_check_status_gc_del() {
     topo.netns(a);
     topo.netns(b);
     let state = TempDir::new("xvs-cni-11");
-    let socket = state.path().join("xvsd.sock");
-    let socket_arg = socket.display().to_string();
-    let xvsd = Xvsd::start(&[
-        "--control-socket",
-        &socket_arg,
-        "--node-ip",
-        "192.168.77.1",
-        "--pod-cidr",
-        "10.244.1.0/24",
-    ]);
+    let (xvsd, socket) = start_xvsd(state.path());
     let mut conf = xvs_conflist("1.1.0", &socket, state.path())["plugins"][0].clone();
     conf["cniVersion"] = "1.1.0".into();
     conf["name"] = "xvs11".into();
@@ -299,27 +283,6 @@ fn xvs_cni_1_1_0_add_check_status_gc_del() {
     assert_eq!(error["code"], 50, "{error}");
 }
 
-/// A fresh xvsd on a socket in `state`, one per test: xvsd currently
-/// refuses every port-add after a port was removed ("AF_XDP socket on
-/// ... Bad file descriptor"), so ports are never re-added within one.
-/// Its UMEM (2 KiB frames) holds 20 pods' rings plus room: with the
-/// default 65536 frames a worker serves at most 15 pods.
-fn start_xvsd(state: &TempDir) -> (Xvsd, std::path::PathBuf) {
-    let socket = state.path().join("xvsd.sock");
-    let socket_arg = socket.display().to_string();
-    let xvsd = Xvsd::start(&[
-        "--control-socket",
-        &socket_arg,
-        "--node-ip",
-        "192.168.77.1",
-        "--pod-cidr",
-        "10.244.1.0/24",
-        "--umem-frames",
-        "98304",
-    ]);
-    (xvsd, socket)
-}
-
 /// Whether a link named `name` exists in the root namespace.
 fn link_exists(name: &str) -> bool {
     common::sh(&format!("ip link show {name}")).status.success()
@@ -340,7 +303,7 @@ fn cnitool_twenty_concurrent_adds_then_dels() {
     let path = cni_path(&bin);
     let env = [("CNI_PATH", path.as_str())];
     let state = TempDir::new("xvs-cni-conc");
-    let (xvsd, socket) = start_xvsd(&state);
+    let (xvsd, socket) = start_xvsd(state.path());
     let net = CniNet::new("xvsconc", |dir| xvs_conflist("1.0.0", &socket, dir));
 
     let added: Vec<(String, String)> = std::thread::scope(|s| {
@@ -442,7 +405,7 @@ fn cnitool_chains_portmap_and_bandwidth_after_xvs_cni() {
         ("CAP_ARGS", caps.as_str()),
     ];
     let state = TempDir::new("xvs-cni-chain");
-    let (xvsd, socket) = start_xvsd(&state);
+    let (xvsd, socket) = start_xvsd(state.path());
     let net = CniNet::new("xvschain", |dir| {
         let mut list = xvs_conflist("1.0.0", &socket, dir);
         let plugins = list["plugins"].as_array_mut().expect("plugins");
@@ -642,7 +605,7 @@ fn cnitool_add_onto_an_existing_ifname_fails_and_leaks_nothing() {
     let path = recording_cni_path(&bin);
     let env = [("CNI_PATH", path.as_str())];
     let state = TempDir::new("xvs-cni-exists");
-    let (xvsd, socket) = start_xvsd(&state);
+    let (xvsd, socket) = start_xvsd(state.path());
     let net = CniNet::new("xvsexists", |dir| xvs_conflist("1.0.0", &socket, dir));
 
     let out = cnitool("add", &net, &netns_path(ns), &env);

@@ -10,8 +10,8 @@ mod common;
 
 use std::path::Path;
 
-use common::cni::{Podman, TempDir};
-use common::{bin_path, output_text, raw_requests, root_or_skip, Topology, Xvsd};
+use common::cni::{start_xvsd, Podman, TempDir};
+use common::{bin_path, output_text, raw_requests, root_or_skip, Topology};
 use serde_json::{json, Value};
 
 /// The network's name, for `--network`, and its IPAM lease directory.
@@ -85,16 +85,7 @@ fn podman_runs_busybox_on_an_xvs_cni_network() {
     // xvsd), then xvsd, then any veth left behind.
     let mut topo = Topology::default();
     let state = TempDir::new("xvs-cni-podman");
-    let socket = state.path().join("xvsd.sock");
-    let socket_arg = socket.display().to_string();
-    let xvsd = Xvsd::start(&[
-        "--control-socket",
-        &socket_arg,
-        "--node-ip",
-        "192.168.77.1",
-        "--pod-cidr",
-        "10.244.1.0/24",
-    ]);
+    let (xvsd, socket) = start_xvsd(state.path());
     let bin = TempDir::new("xvs-cni-podman-bin");
     std::os::unix::fs::symlink(bin_path("xvs-cni"), bin.path().join("xvs-cni"))
         .expect("linking xvs-cni");

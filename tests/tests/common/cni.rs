@@ -357,3 +357,25 @@ pub fn lease_files(state: &Path, net: &str) -> Vec<String> {
     ips.sort();
     ips
 }
+
+/// A fresh xvsd for CNI tests on a control socket in `state` (returned),
+/// one per test: xvsd currently refuses every port-add after a port was
+/// removed and its veth deleted ("AF_XDP socket on ... Bad file
+/// descriptor"), so ports are never re-added within one. Its UMEM (2 KiB
+/// frames) holds 20 pods' rings plus room: with the default 65536 frames a
+/// worker serves at most 15 pods.
+pub fn start_xvsd(state: &Path) -> (super::Xvsd, PathBuf) {
+    let socket = state.join("xvsd.sock");
+    let socket_arg = socket.display().to_string();
+    let xvsd = super::Xvsd::start(&[
+        "--control-socket",
+        &socket_arg,
+        "--node-ip",
+        "192.168.77.1",
+        "--pod-cidr",
+        "10.244.1.0/24",
+        "--umem-frames",
+        "98304",
+    ]);
+    (xvsd, socket)
+}
