@@ -7,6 +7,19 @@
 //! descriptor and never copies. Each socket has its own fill and completion
 //! rings, as sharing a UMEM across devices requires.
 //!
+//! # Registrations
+//!
+//! The kernel registers a UMEM on one socket (its *owner*, the first bound)
+//! and binds every other socket to it through the owner's descriptor; it
+//! refuses that bind (EBADF) once the owner is unbound, which happens when
+//! the owner's interface goes away (a pod deleted). So the memory may be
+//! registered more than once: when the newest registration's owner is
+//! gone, the next socket registers the same memory again and owns the new
+//! registration. Frame addresses are offsets into the one region, so a
+//! descriptor received through one registration is sent through another
+//! unchanged. An owner the kernel unbound gives its rings' frames back
+//! at once; its registration is deleted once no open socket uses it.
+//!
 //! Built on `libxdp-sys` (libxdp's `xsk.h`, the layer xsk-rs wraps, with the
 //! same pinned libbpf-sys 1.5.1). xsk-rs's own frame descriptors fix where a
 //! packet starts in its frame and let it grow only into a fixed headroom,
@@ -219,8 +232,21 @@ struct Socket {
     /// Where it is bound, to recognise a retired socket's binding.
     ifindex: i32,
     queue: u32,
-    /// Removed, but kept open: see [`Xsk::remove_socket`].
-    retired: bool,
+    /// The registration (index into `Xsk::registrations`) it is bound to.
+    registration: usize,
+    state: SocketState,
+}
+
+/// Removed sockets that stay open: see [`Xsk::remove_socket`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SocketState {
+    /// In use.
+    Open,
+    /// A removed owner, still bound: idle, its fill and tx rings lent.
+    Retired,
+    /// A removed owner the kernel unbound: its rings were taken back, and
+    /// it only carries the registration's descriptor.
+    Unbound,
 }
 
 impl Drop for Socket {
@@ -238,37 +264,93 @@ unsafe impl Send for Socket {}
 /// Identifies a socket of an [`Xsk`].
 pub type SocketId = usize;
 
+/// One registration of the UMEM's memory with the kernel.
+struct Registration {
+    umem: NonNull<sys::xsk_umem>,
+    /// The fill and completion rings made with it, until its first socket
+    /// (the owner) takes them.
+    first_rings: Option<(Box<sys::xsk_ring_prod>, Box<sys::xsk_ring_cons>)>,
+}
+
+impl Registration {
+    /// Registers `region` (every frame of it) with rings of `ring` entries.
+    fn new(region: &Region, ring: u32) -> io::Result<Registration> {
+        let mut fill = Box::new(zeroed_prod());
+        let mut comp = Box::new(zeroed_cons());
+        let config = sys::xsk_umem_config {
+            fill_size: ring,
+            comp_size: ring,
+            frame_size: FRAME_SIZE,
+            frame_headroom: 0,
+            flags: 0,
+        };
+        let mut umem = ptr::null_mut();
+        // SAFETY: the region is `region.len` bytes of page-aligned memory
+        // owned by the `Xsk`, which deletes every registration before
+        // unmapping it (field order and Drop); the ring structs are boxed,
+        // so the pointers libxdp keeps stay valid.
+        let rc = unsafe {
+            sys::xsk_umem__create(
+                &mut umem,
+                region.ptr.as_ptr().cast(),
+                region.len as u64,
+                &mut *fill,
+                &mut *comp,
+                &config,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(-rc));
+        }
+        let umem = NonNull::new(umem).ok_or_else(|| io::Error::other("a null UMEM"))?;
+        Ok(Registration {
+            umem,
+            first_rings: Some((fill, comp)),
+        })
+    }
+
+    /// The descriptor the memory is registered on (its owner's).
+    fn fd(&self) -> RawFd {
+        // SAFETY: the UMEM is live for as long as `self`.
+        unsafe { sys::xsk_umem__fd(self.umem.as_ptr()) }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: the `Xsk` drops a registration only after every socket
+        // bound to it was deleted; the UMEM is deleted once, here.
+        unsafe { sys::xsk_umem__delete(self.umem.as_ptr()) };
+    }
+}
+
 /// A worker's UMEM and its sockets.
 pub struct Xsk {
-    // Declared before `umem`: sockets must go before the UMEM they share.
+    // Declared in drop order: sockets before the registrations they are
+    // bound to, registrations before the region they register.
     // A removed socket leaves `None`, so ids stay stable; the slot is
     // reused by the next socket added.
     sockets: Vec<Option<Socket>>,
-    umem: NonNull<sys::xsk_umem>,
-    /// The fill and completion rings made with the UMEM, given to its first
-    /// socket.
-    first_rings: Option<(Box<sys::xsk_ring_prod>, Box<sys::xsk_ring_cons>)>,
+    /// Oldest first; only the last one takes new sockets. A deleted one
+    /// leaves `None`, so the sockets' indices stay valid.
+    registrations: Vec<Option<Registration>>,
     region: Region,
     frames: u32,
+    /// Ring size of the registrations' fill and completion rings.
+    ring: u32,
     free: Vec<u32>,
     /// A bit per frame: held by userspace.
     user: Vec<u64>,
     lent: u32,
 }
 
-// SAFETY: all of it (the UMEM handle, the region, the sockets) is owned by
-// this value and used through `&mut self`, by one thread at a time.
-unsafe impl Send for Xsk {}
+// SAFETY: a registration is a descriptor and ring structs it owns, used
+// only through the `Xsk` that holds it.
+unsafe impl Send for Registration {}
 
-impl Drop for Xsk {
-    fn drop(&mut self) {
-        self.sockets.clear();
-        // SAFETY: every socket sharing the UMEM was deleted just above; the
-        // UMEM is deleted once, here, before its region is unmapped (field
-        // order).
-        unsafe { sys::xsk_umem__delete(self.umem.as_ptr()) };
-    }
-}
+// SAFETY: all of it (the registrations, the region, the sockets) is owned
+// by this value and used through `&mut self`, by one thread at a time.
+unsafe impl Send for Xsk {}
 
 fn check_ring(size: u32) -> Result<u32, XskError> {
     if size.is_power_of_two() && (64..=16384).contains(&size) {
@@ -290,40 +372,13 @@ impl Xsk {
         };
         let len = frames as usize * FRAME_SIZE as usize;
         let region = Region::new(len).map_err(|e| err("mmap", e))?;
-        let mut fill = Box::new(zeroed_prod());
-        let mut comp = Box::new(zeroed_cons());
-        let config = sys::xsk_umem_config {
-            fill_size: ring,
-            comp_size: ring,
-            frame_size: FRAME_SIZE,
-            frame_headroom: 0,
-            flags: 0,
-        };
-        let mut umem = ptr::null_mut();
-        // SAFETY: the region is `len` bytes of page-aligned memory owned by
-        // `region`, which outlives the UMEM (field order and Drop); the ring
-        // structs are boxed, so the pointers libxdp keeps stay valid.
-        let rc = unsafe {
-            sys::xsk_umem__create(
-                &mut umem,
-                region.ptr.as_ptr().cast(),
-                len as u64,
-                &mut *fill,
-                &mut *comp,
-                &config,
-            )
-        };
-        if rc != 0 {
-            return Err(err("xsk_umem__create", io::Error::from_raw_os_error(-rc)));
-        }
-        let umem = NonNull::new(umem)
-            .ok_or_else(|| err("xsk_umem__create", io::Error::other("returned a null UMEM")))?;
+        let first = Registration::new(&region, ring).map_err(|e| err("xsk_umem__create", e))?;
         Ok(Xsk {
             sockets: Vec::new(),
-            umem,
-            first_rings: Some((fill, comp)),
+            registrations: vec![Some(first)],
             region,
             frames,
+            ring,
             free: (0..frames).rev().collect(),
             user: vec![0; (frames as usize).div_ceil(64)],
             lent: 0,
@@ -344,12 +399,12 @@ impl Xsk {
         let name = CString::new(ifname).map_err(|_| XskError::NoInterface(ifname.to_string()))?;
         let ifindex = crate::steer::ifindex(ifname)
             .ok_or_else(|| XskError::NoInterface(ifname.to_string()))?;
-        // The retired first socket still holds this binding: take it back
-        // (a second socket on the same queue would share its rings).
+        // A retired owner still holds this binding: take it back (a second
+        // socket on the same queue would share its rings).
         let revived = self.sockets.iter_mut().enumerate().find_map(|(id, s)| {
-            let s = s.as_mut().filter(|s| s.retired)?;
+            let s = s.as_mut().filter(|s| s.state == SocketState::Retired)?;
             (s.ifindex == ifindex && s.queue == queue).then(|| {
-                s.retired = false;
+                s.state = SocketState::Open;
                 id
             })
         });
@@ -357,87 +412,126 @@ impl Xsk {
             return Ok(id);
         }
         // Zero-copy first (unless refused by the caller), then copy. Only
-        // the UMEM's first socket chooses: libxdp binds later ones with
-        // XDP_SHARED_UMEM, which inherits the first one's mode, so the mode
+        // a registration's owner chooses: libxdp binds later sockets with
+        // XDP_SHARED_UMEM, which inherits the owner's mode, so the mode
         // reported is read back from the kernel, not assumed.
         let attempts: &[u16] = if force_copy {
             &[XDP_COPY]
         } else {
             &[XDP_ZEROCOPY, XDP_COPY]
         };
-        let mut last = io::Error::other("not attempted");
-        for &bind in attempts {
-            let (mut fill, mut comp) = match self.first_rings.take() {
-                Some(r) => r,
-                None => (Box::new(zeroed_prod()), Box::new(zeroed_cons())),
-            };
-            let mut rx = Box::new(zeroed_cons());
-            let mut tx = Box::new(zeroed_prod());
-            let mut config = zeroed_socket_config();
-            config.rx_size = ring;
-            config.tx_size = ring;
-            config.__bindgen_anon_1.libxdp_flags = sys::XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
-            config.bind_flags = bind | XDP_USE_NEED_WAKEUP;
-            let mut xsk = ptr::null_mut();
-            // SAFETY: `name` is a NUL-terminated string; the UMEM is live
-            // for as long as this socket (it is deleted after `sockets`);
-            // the four ring structs are boxed and kept with the socket, so
-            // the pointers libxdp stores stay valid.
-            let rc = unsafe {
-                sys::xsk_socket__create_shared(
-                    &mut xsk,
-                    name.as_ptr(),
-                    queue,
-                    self.umem.as_ptr(),
-                    &mut *rx,
-                    &mut *tx,
-                    &mut *fill,
-                    &mut *comp,
-                    &config,
-                )
-            };
-            let Some(xsk) = NonNull::new(xsk).filter(|_| rc == 0) else {
-                last = io::Error::from_raw_os_error(-rc);
-                if self.sockets.iter().all(Option::is_none) && self.first_rings.is_none() {
-                    // Not consumed: the UMEM's own rings stay for the next try.
-                    self.first_rings = Some((fill, comp));
-                }
-                if last.raw_os_error() == Some(libc::ENODEV) {
-                    return Err(XskError::NoInterface(ifname.to_string()));
-                }
-                continue;
-            };
-            // SAFETY: `xsk` is a live socket just created.
-            let fd = unsafe { sys::xsk_socket__fd(xsk.as_ptr()) };
-            let mode = bind_mode(fd);
-            let socket = Some(Socket {
-                xsk,
-                fd,
-                rx,
-                tx,
-                fill,
-                comp,
-                mode,
-                stats: SocketStats::default(),
-                ifindex,
-                queue,
-                retired: false,
-            });
-            return Ok(match self.sockets.iter().position(Option::is_none) {
-                Some(id) => {
-                    self.sockets[id] = socket;
-                    id
-                }
-                None => {
-                    self.sockets.push(socket);
-                    self.sockets.len() - 1
-                }
-            });
-        }
-        Err(XskError::Socket {
+        let socket_err = |source| XskError::Socket {
             ifname: ifname.to_string(),
             queue,
-            source: last,
+            source,
+        };
+        let mut last = io::Error::other("not attempted");
+        for &bind in attempts {
+            let mut result = self.bind(&name, ifindex, queue, ring, bind);
+            if result
+                .as_ref()
+                .is_err_and(|e| e.raw_os_error() == Some(libc::EBADF))
+            {
+                // The newest registration's owner lost its interface.
+                let fresh = Registration::new(&self.region, self.ring).map_err(socket_err)?;
+                self.registrations.push(Some(fresh));
+                result = self.bind(&name, ifindex, queue, ring, bind);
+            }
+            match result {
+                Ok(socket) => {
+                    self.collect_registrations();
+                    return Ok(match self.sockets.iter().position(Option::is_none) {
+                        Some(id) => {
+                            self.sockets[id] = Some(socket);
+                            id
+                        }
+                        None => {
+                            self.sockets.push(Some(socket));
+                            self.sockets.len() - 1
+                        }
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
+                    return Err(XskError::NoInterface(ifname.to_string()));
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(socket_err(last))
+    }
+
+    /// Binds a socket through the newest registration (as its owner, if it
+    /// has none yet), registering the memory first if nothing is.
+    fn bind(
+        &mut self,
+        name: &CString,
+        ifindex: i32,
+        queue: u32,
+        ring: u32,
+        bind: u16,
+    ) -> io::Result<Socket> {
+        if self.registrations.is_empty() {
+            let fresh = Registration::new(&self.region, self.ring)?;
+            self.registrations.push(Some(fresh));
+        }
+        let registration = self.registrations.len() - 1;
+        // Never `None`: `collect_registrations` pops trailing deleted ones.
+        let Some(reg) = self.registrations[registration].as_mut() else {
+            return Err(io::Error::other("no UMEM registration"));
+        };
+        let owner = reg.first_rings.is_some();
+        let (mut fill, mut comp) = reg
+            .first_rings
+            .take()
+            .unwrap_or_else(|| (Box::new(zeroed_prod()), Box::new(zeroed_cons())));
+        let mut rx = Box::new(zeroed_cons());
+        let mut tx = Box::new(zeroed_prod());
+        let mut config = zeroed_socket_config();
+        config.rx_size = ring;
+        config.tx_size = ring;
+        config.__bindgen_anon_1.libxdp_flags = sys::XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
+        config.bind_flags = bind | XDP_USE_NEED_WAKEUP;
+        let mut xsk = ptr::null_mut();
+        // SAFETY: `name` is a NUL-terminated string; the registration
+        // outlives this socket (the `Xsk` deletes sockets first); the four
+        // ring structs are boxed and kept with the socket, so the pointers
+        // libxdp stores stay valid.
+        let rc = unsafe {
+            sys::xsk_socket__create_shared(
+                &mut xsk,
+                name.as_ptr(),
+                queue,
+                reg.umem.as_ptr(),
+                &mut *rx,
+                &mut *tx,
+                &mut *fill,
+                &mut *comp,
+                &config,
+            )
+        };
+        let Some(xsk) = NonNull::new(xsk).filter(|_| rc == 0) else {
+            if owner {
+                // Not consumed: the registration's own rings stay for the
+                // next try.
+                reg.first_rings = Some((fill, comp));
+            }
+            return Err(io::Error::from_raw_os_error(-rc));
+        };
+        // SAFETY: `xsk` is a live socket just created.
+        let fd = unsafe { sys::xsk_socket__fd(xsk.as_ptr()) };
+        Ok(Socket {
+            xsk,
+            fd,
+            rx,
+            tx,
+            fill,
+            comp,
+            mode: bind_mode(fd),
+            stats: SocketStats::default(),
+            ifindex,
+            queue,
+            registration,
+            state: SocketState::Open,
         })
     }
 
@@ -485,13 +579,16 @@ impl Xsk {
         stats
     }
 
-    /// Sockets open for traffic (removed and retired ones not counted).
+    /// Sockets open for traffic (removed ones that stay open not counted).
     pub fn sockets(&self) -> usize {
         self.live_sockets().count()
     }
 
     fn live_sockets(&self) -> impl Iterator<Item = &Socket> {
-        self.sockets.iter().flatten().filter(|s| !s.retired)
+        self.sockets
+            .iter()
+            .flatten()
+            .filter(|s| s.state == SocketState::Open)
     }
 
     /// # Panics
@@ -510,14 +607,15 @@ impl Xsk {
     /// the socket from its XSKMAP (or detach the program) first, so the
     /// kernel stops filling it.
     ///
-    /// The UMEM's first socket cannot be closed while the UMEM lives
-    /// (libxdp registered the UMEM on its descriptor), so it is retired
-    /// instead: left bound and idle, never polled; what it received and
-    /// completed comes back, but its fill and tx rings keep their frames
-    /// (at most two rings' worth, once per UMEM), as the kernel may still
-    /// hold cached indices into them. A later socket on the same
-    /// interface and queue revives it; the kernel unbinds it when its
-    /// interface goes.
+    /// A registration's owner cannot be closed while the registration
+    /// lives (libxdp registered the memory on its descriptor). If its
+    /// interface is still there, it is retired: left bound and idle, never
+    /// polled; what it received and completed comes back, but its fill
+    /// and tx rings keep their frames, as the kernel may still hold cached
+    /// indices into them, and a later socket on the same interface and
+    /// queue revives it. Once the kernel has unbound it (its interface
+    /// went), its rings give back their frames like any socket's, and it
+    /// stays open, unused, until no socket uses its registration.
     ///
     /// A zero-copy driver may still consume tx descriptors between the
     /// read-back and the close; such a frame could be reused while the
@@ -528,49 +626,38 @@ impl Xsk {
     /// If `id` was already removed.
     pub fn remove_socket(&mut self, id: SocketId) -> usize {
         let before = self.lent;
+        let s = self.socket(id);
+        let owner = self.registrations[s.registration]
+            .as_ref()
+            .is_some_and(|r| r.fd() == s.fd);
+        if owner {
+            self.drain(id);
+            socket_mut(&mut self.sockets, id).state = SocketState::Retired;
+        } else {
+            self.drain(id);
+            let waiting = waiting_frames(socket_mut(&mut self.sockets, id));
+            // Closing the socket (libxdp unmaps its rings) before the
+            // frames go back: the kernel forgets them first.
+            self.sockets[id] = None;
+            self.take_back(waiting);
+        }
+        self.collect_registrations();
+        (before - self.lent) as usize
+    }
+
+    /// Frees what socket `id` received and reaps what it completed.
+    fn drain(&mut self, id: SocketId) {
         let mut rx = Vec::new();
         self.receive(id, usize::MAX, |d| rx.push(d.frame));
         for f in rx {
             self.free(f);
         }
         self.reap(id);
-        if self.socket(id).fd == self.umem_fd() {
-            // Its fill and tx rings stay as they are, lent: the kernel may
-            // still hold cached ring indices, and a revived socket carries
-            // on with them.
-            socket_mut(&mut self.sockets, id).retired = true;
-            return (before - self.lent) as usize;
-        }
-        let s = socket_mut(&mut self.sockets, id);
-        let mut waiting = Vec::new();
-        // SAFETY: `consumer` points at the live fill ring's consumer index,
-        // advanced by the kernel: read atomically, as libxdp does.
-        let consumer = unsafe { std::sync::atomic::AtomicU32::from_ptr(s.fill.consumer) }
-            .load(std::sync::atomic::Ordering::Acquire);
-        // SAFETY: `producer` is ours; the kernel only reads it.
-        let producer = unsafe { *s.fill.producer };
-        for i in 0..producer.wrapping_sub(consumer) {
-            let idx = consumer.wrapping_add(i);
-            // SAFETY: an index of the live fill ring (the function masks
-            // it and returns a pointer into the ring).
-            let slot = unsafe { sys::xsk_ring_prod__fill_addr(&mut *s.fill, idx) };
-            // SAFETY: entries between consumer and producer are ours to read.
-            waiting.push(unsafe { *slot });
-        }
-        let pending = tx_pending(s);
-        // SAFETY: `producer` is ours.
-        let producer = unsafe { *s.tx.producer };
-        for i in 0..pending {
-            let idx = producer.wrapping_sub(pending).wrapping_add(i);
-            // SAFETY: as above, for the tx ring.
-            let slot = unsafe { sys::xsk_ring_prod__tx_desc(&mut *s.tx, idx) };
-            // SAFETY: a submitted entry the kernel has not consumed.
-            waiting.push(unsafe { (*slot).addr });
-        }
-        // Closing the socket (libxdp unmaps its rings) before the frames
-        // go back: the kernel forgets them first.
-        self.sockets[id] = None;
-        for addr in waiting {
+    }
+
+    /// Returns frames read back out of a fill or tx ring to the pool.
+    fn take_back(&mut self, addrs: Vec<u64>) {
+        for addr in addrs {
             if let Ok(f) = u32::try_from(addr / u64::from(FRAME_SIZE)) {
                 if f < self.frames && !self.is_user(f) {
                     self.free.push(f);
@@ -578,13 +665,56 @@ impl Xsk {
                 }
             }
         }
-        (before - self.lent) as usize
     }
 
-    /// The descriptor libxdp registered the UMEM on.
-    fn umem_fd(&self) -> RawFd {
-        // SAFETY: the UMEM is live for as long as `self`.
-        unsafe { sys::xsk_umem__fd(self.umem.as_ptr()) }
+    /// Takes back the rings of retired owners the kernel has unbound, and
+    /// deletes each registration no open socket uses that can take no new
+    /// one: its owner is unbound, or it never had one and a newer
+    /// registration took its place.
+    fn collect_registrations(&mut self) {
+        for id in 0..self.sockets.len() {
+            let Some(s) = &self.sockets[id] else { continue };
+            if s.state == SocketState::Retired && !is_bound(s.fd) {
+                // Unbound, the kernel reads and writes none of its rings.
+                self.drain(id);
+                let waiting = waiting_frames(socket_mut(&mut self.sockets, id));
+                self.take_back(waiting);
+                socket_mut(&mut self.sockets, id).state = SocketState::Unbound;
+            }
+        }
+        let newest = self.registrations.len().saturating_sub(1);
+        for r in 0..self.registrations.len() {
+            let Some(reg) = &self.registrations[r] else {
+                continue;
+            };
+            let mut owner = None;
+            let mut in_use = false;
+            for (id, s) in self.sockets.iter().enumerate() {
+                let Some(s) = s.as_ref().filter(|s| s.registration == r) else {
+                    continue;
+                };
+                if s.fd == reg.fd() {
+                    owner = Some((id, s.state));
+                }
+                in_use |= s.state == SocketState::Open;
+            }
+            let delete = match owner {
+                _ if in_use => false,
+                Some((_, state)) => state == SocketState::Unbound,
+                None => r != newest,
+            };
+            if delete {
+                if let Some((id, _)) = owner {
+                    // Its rings were taken back when it was found unbound;
+                    // its descriptor closes with the registration.
+                    self.sockets[id] = None;
+                }
+                self.registrations[r] = None;
+            }
+        }
+        while matches!(self.registrations.last(), Some(None)) {
+            self.registrations.pop();
+        }
     }
 
     // ---- frames held by userspace ----
@@ -727,18 +857,8 @@ impl Xsk {
         // SAFETY: reads the ring's flag word.
         if n > 0 && unsafe { sys::xsk_ring_prod__needs_wakeup(&*s.fill) } != 0 {
             s.stats.fill_wakeups += 1;
-            // SAFETY: a zero-length non-blocking recvfrom on our own
-            // socket, with null buffers as the AF_XDP wakeup convention.
-            unsafe {
-                libc::recvfrom(
-                    s.fd,
-                    ptr::null_mut(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    ptr::null_mut(),
-                    ptr::null_mut(),
-                )
-            };
+            // Errors are the kernel's to count (rx_fill_ring_empty).
+            let _ = wake_rx(s.fd);
         }
         n as usize
     }
@@ -908,8 +1028,12 @@ impl Xsk {
             lent: self.lent,
             ..Accounting::default()
         };
-        // Retired sockets too: their rings still hold frames.
+        // Retired sockets too: their rings still hold frames (an unbound
+        // one's were taken back).
         for s in self.sockets.iter().flatten() {
+            if s.state == SocketState::Unbound {
+                continue;
+            }
             a.fill += ring_entries(&s.fill.producer, &s.fill.consumer);
             a.rx += ring_entries(&s.rx.producer, &s.rx.consumer);
             a.tx += ring_entries(&s.tx.producer, &s.tx.consumer);
@@ -929,6 +1053,37 @@ fn socket_mut(sockets: &mut [Option<Socket>], id: SocketId) -> &mut Socket {
         Some(Some(s)) => s,
         _ => panic!("socket {id} does not exist"),
     }
+}
+
+/// The frames waiting in `s`'s fill ring and tx ring (the kernel has not
+/// taken them), read back out of the rings, which stay as they are.
+fn waiting_frames(s: &mut Socket) -> Vec<u64> {
+    let mut waiting = Vec::new();
+    // SAFETY: `consumer` points at the live fill ring's consumer index,
+    // advanced by the kernel: read atomically, as libxdp does.
+    let consumer = unsafe { std::sync::atomic::AtomicU32::from_ptr(s.fill.consumer) }
+        .load(std::sync::atomic::Ordering::Acquire);
+    // SAFETY: `producer` is ours; the kernel only reads it.
+    let producer = unsafe { *s.fill.producer };
+    for i in 0..producer.wrapping_sub(consumer) {
+        let idx = consumer.wrapping_add(i);
+        // SAFETY: an index of the live fill ring (the function masks it
+        // and returns a pointer into the ring).
+        let slot = unsafe { sys::xsk_ring_prod__fill_addr(&mut *s.fill, idx) };
+        // SAFETY: entries between consumer and producer are ours to read.
+        waiting.push(unsafe { *slot });
+    }
+    let pending = tx_pending(s);
+    // SAFETY: `producer` is ours.
+    let producer = unsafe { *s.tx.producer };
+    for i in 0..pending {
+        let idx = producer.wrapping_sub(pending).wrapping_add(i);
+        // SAFETY: as above, for the tx ring.
+        let slot = unsafe { sys::xsk_ring_prod__tx_desc(&mut *s.tx, idx) };
+        // SAFETY: a submitted entry the kernel has not consumed.
+        waiting.push(unsafe { (*slot).addr });
+    }
+    waiting
 }
 
 /// Descriptors of `s`'s tx ring the kernel has not taken yet.
@@ -1006,4 +1161,31 @@ fn zeroed_cons() -> sys::xsk_ring_cons {
 fn zeroed_socket_config() -> sys::xsk_socket_config {
     // SAFETY: plain integers and a union of integers.
     unsafe { std::mem::zeroed() }
+}
+
+/// Whether AF_XDP socket `fd` is still bound: the kernel answers a receive
+/// wakeup on an unbound socket (its interface went away) with ENXIO.
+fn is_bound(fd: RawFd) -> bool {
+    wake_rx(fd).map_or_else(|e| e.raw_os_error() != Some(libc::ENXIO), |()| true)
+}
+
+/// The receive wakeup: the kernel looks at the fill ring again.
+fn wake_rx(fd: RawFd) -> io::Result<()> {
+    // SAFETY: a zero-length non-blocking recvfrom with null buffers, the
+    // AF_XDP wakeup convention; it reads and writes no memory of ours.
+    let rc = unsafe {
+        libc::recvfrom(
+            fd,
+            ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

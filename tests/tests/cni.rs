@@ -363,6 +363,86 @@ fn cnitool_twenty_concurrent_adds_then_dels() {
     drop(xvsd);
 }
 
+/// Pods come and go on one xvsd, the oldest first (on each worker the
+/// first pod's socket registered the worker's UMEM), and a deleted pod's
+/// netns comes back (same container id, so the same host ifname on a new
+/// interface): every ADD gets a port that carries traffic, and when xvsd
+/// stops, every frame is accounted for and no more than one ring's worth
+/// per worker is still lent to a socket.
+#[test]
+fn cnitool_pods_come_and_go_on_one_xvsd() {
+    let Some(_serial) = root_or_skip("cnitool_pods_come_and_go_on_one_xvsd") else {
+        return;
+    };
+    const PODS: usize = 6;
+    let mut topo = Topology::default();
+    let names: Vec<String> = (0..PODS).map(|i| format!("xchurn-{i}")).collect();
+    for ns in &names {
+        topo.netns(ns);
+    }
+    let bin = TempDir::new("xvs-cni-bin");
+    let path = cni_path(&bin);
+    let env = [("CNI_PATH", path.as_str())];
+    let state = TempDir::new("xvs-cni-churn");
+    let (xvsd, socket) = start_xvsd(state.path());
+    let net = CniNet::new("xvschurn", |dir| xvs_conflist("1.0.0", &socket, dir));
+
+    // (netns, pod IP) of the pods attached, oldest first.
+    let mut live: Vec<(String, String)> = Vec::new();
+    let attach = |topo: &mut Topology, live: &mut Vec<(String, String)>, ns: &str| {
+        let (ip, host) = add(&net, ns, &env, "1.0.0");
+        topo.link(&host);
+        if let Some((peer, peer_ip)) = live.last() {
+            assert!(
+                ping_eventually(ns, peer_ip, 10),
+                "{ns} -> {peer}\n{}",
+                xvsd.log()
+            );
+            assert!(
+                ping_eventually(peer, &ip, 10),
+                "{peer} -> {ns}\n{}",
+                xvsd.log()
+            );
+        }
+        live.push((ns.to_string(), ip));
+    };
+    attach(&mut topo, &mut live, &names[0]);
+    attach(&mut topo, &mut live, &names[1]);
+    // Each round deletes the oldest pod and adds a new one; the last
+    // rounds bring back the first two netns.
+    let comeback = names.iter().skip(2).chain(names.iter().take(2));
+    for ns in comeback {
+        let (gone, _) = live.remove(0);
+        cnitool_ok("del", &net, &netns_path(&gone), &env);
+        attach(&mut topo, &mut live, ns);
+    }
+    assert_eq!(ports(&socket).len(), 2, "{:?}", ports(&socket));
+    for (ns, _) in std::mem::take(&mut live) {
+        cnitool_ok("del", &net, &netns_path(&ns), &env);
+    }
+    assert!(ports(&socket).is_empty(), "{:?}", ports(&socket));
+    assert!(leases(net.dir(), "xvschurn").is_empty());
+
+    let log = xvsd.terminate();
+    let reports: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("frame accounting"))
+        .collect();
+    assert!(!reports.is_empty(), "{log}");
+    for line in reports {
+        assert!(line.contains("balanced=true"), "{line}");
+        // The default ring: the last pod's fill ring, if it registered
+        // its worker's UMEM, is taken back only at the next port change.
+        let fill: u32 = line
+            .split(" fill=")
+            .nth(1)
+            .and_then(|f| f.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|f| f.parse().ok())
+            .unwrap_or_else(|| panic!("no fill= in {line}"));
+        assert!(fill <= 2048, "{line}");
+    }
+}
+
 /// A directory for `PATH` with iptables but not ip6tables.
 ///
 /// Debian 12's portmap (containernetworking-plugins 1.1.1) fails CHECK of

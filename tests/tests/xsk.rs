@@ -1,6 +1,7 @@
-//! `hw`'s AF_XDP layer against the kernel: one socket on a veth, traffic
-//! from a namespace, rings refilled and the frame accounting balanced at
-//! every step.
+//! `hw`'s AF_XDP layer against the kernel: sockets on veths, traffic from
+//! namespaces, rings refilled and the frame accounting balanced at every
+//! step, and sockets outliving the interface of the one that registered
+//! their UMEM.
 
 mod common;
 
@@ -12,14 +13,15 @@ use xvs_hw::xsk::Xsk;
 
 const RING: u32 = 256;
 
-/// Receives until at least `n` packets came and the socket stayed quiet
-/// for 200 ms (or 5 s passed); frees them and returns how many.
-fn receive_and_free(xsk: &mut Xsk, n: usize) -> usize {
+/// Receives on socket `id` until at least `n` packets came and the
+/// sockets stayed quiet for 200 ms (or 5 s passed); frees them and returns
+/// how many.
+fn receive_and_free(xsk: &mut Xsk, id: usize, n: usize) -> usize {
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut got = Vec::new();
     while Instant::now() < deadline {
         let more = xsk.wait_rx(&[], 200).unwrap();
-        xsk.receive(0, 64, |d| got.push(d.frame));
+        xsk.receive(id, 64, |d| got.push(d.frame));
         if !more && got.len() >= n {
             break;
         }
@@ -55,7 +57,7 @@ fn fill_ring_is_topped_up_after_every_receive() {
         run("ip netns exec xtx-pod ping -c 5 -i 0.01 -W 0.1 10.244.9.1 || true");
         // The pings, and whatever else the pod sent meanwhile (IPv6
         // neighbour discovery).
-        let got = receive_and_free(&mut xsk, 5);
+        let got = receive_and_free(&mut xsk, id, 5);
         assert!(got >= 5, "round {round}: received {got}");
         total += got;
         let a = xsk.accounting();
@@ -68,4 +70,86 @@ fn fill_ring_is_topped_up_after_every_receive() {
     assert_eq!(stats.rx_fill_ring_empty, 0, "{stats:?}");
     assert_eq!(stats.rx_dropped, 0, "{stats:?}");
     assert_eq!(program.counters().unwrap().redirected, total as u64);
+}
+
+/// Pings the gateway from netns `ns`, checks socket `id` receives the
+/// pings and tops its fill ring up again, as a worker would.
+fn pings_arrive(xsk: &mut Xsk, id: usize, ns: &str) {
+    run(&format!(
+        "ip netns exec {ns} ping -c 3 -i 0.01 -W 0.1 169.254.1.1 || true"
+    ));
+    let got = receive_and_free(xsk, id, 3);
+    assert!(got >= 3, "{ns}: received {got}");
+    assert_eq!(xsk.refill(id, 0), got, "{ns}");
+}
+
+/// Only C's (or D's) rings hold frames: what it received meanwhile is in
+/// its rx ring, the rest in its fill ring; everything else is free.
+fn only_one_socket_holds_frames(xsk: &Xsk, total: u32, step: &str) {
+    let acc = xsk.accounting();
+    assert!(acc.balanced(), "{step}: {acc:?}");
+    assert_eq!(acc.fill + acc.rx, RING, "{step}: {acc:?}");
+    assert_eq!(acc.free, total - RING, "{step}: {acc:?}");
+}
+
+/// Pods go in either order (veth first as CNI DEL does it, or the port
+/// first), including the one whose socket registered the UMEM, after which
+/// the kernel refuses to share that UMEM: new pods still get sockets, the
+/// others keep working, and every frame of a gone socket comes back.
+#[test]
+fn sockets_outlive_the_interface_that_registered_the_umem() {
+    let Some(_serial) = root_or_skip("sockets_outlive_the_interface_that_registered_the_umem")
+    else {
+        return;
+    };
+    let mut topo = Topology::default();
+    let mut programs = Vec::new();
+    let mut attach = |xsk: &mut Xsk, n: u8| {
+        let (ns, host) = (format!("xro-{n}"), format!("xro{n}"));
+        let ip = format!("10.244.9.{}", 10 + n);
+        topo.pod(&ns, &host, &ip, &format!("02:00:00:0e:01:{n:02x}"));
+        run(&format!(
+            "ip -n {ns} neigh replace 169.254.1.1 lladdr 02:00:00:0e:01:ff dev eth0 nud permanent"
+        ));
+        // Only the pings, for exact counts: no IPv6 neighbour or router
+        // discovery arriving at any time.
+        run(&format!(
+            "ip netns exec {ns} sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1"
+        ));
+        let program = SteeringProgram::attach(&host, Steering::All).unwrap();
+        let id = xsk.add_socket(&host, 0, RING, true).unwrap();
+        program.register_socket(0, xsk.fd(id)).unwrap();
+        assert_eq!(xsk.refill(id, 0), RING as usize);
+        programs.push(program);
+        pings_arrive(xsk, id, &ns);
+        id
+    };
+    let total = 3 * RING + 64;
+    let mut xsk = Xsk::new(total, RING).unwrap();
+    let a = attach(&mut xsk, 0);
+    let b = attach(&mut xsk, 1);
+
+    // A registered the UMEM and goes as CNI DEL does it: veth, then port.
+    run("ip link del xro0");
+    xsk.remove_socket(a);
+    assert_eq!(xsk.sockets(), 1);
+    only_one_socket_holds_frames(&xsk, total, "A gone");
+    pings_arrive(&mut xsk, b, "xro-1");
+
+    // C registers the UMEM again.
+    let c = attach(&mut xsk, 2);
+    pings_arrive(&mut xsk, b, "xro-1");
+    xsk.remove_socket(b);
+    only_one_socket_holds_frames(&xsk, total, "B gone");
+    pings_arrive(&mut xsk, c, "xro-2");
+
+    // C goes port first: its rings stay lent while its veth is there...
+    xsk.remove_socket(c);
+    assert_eq!(xsk.sockets(), 0);
+    only_one_socket_holds_frames(&xsk, total, "C's port gone");
+    // ...and come back once it is not, when D comes.
+    run("ip link del xro2");
+    let d = attach(&mut xsk, 3);
+    only_one_socket_holds_frames(&xsk, total, "D came");
+    pings_arrive(&mut xsk, d, "xro-3");
 }

@@ -358,12 +358,9 @@ pub fn lease_files(state: &Path, net: &str) -> Vec<String> {
     ips
 }
 
-/// A fresh xvsd for CNI tests on a control socket in `state` (returned),
-/// one per test: xvsd currently refuses every port-add after a port was
-/// removed and its veth deleted ("AF_XDP socket on ... Bad file
-/// descriptor"), so ports are never re-added within one. Its UMEM (2 KiB
-/// frames) holds 20 pods' rings plus room: with the default 65536 frames a
-/// worker serves at most 15 pods.
+/// A fresh xvsd for CNI tests on a control socket in `state` (returned).
+/// Its UMEM (2 KiB frames) holds 20 pods' rings plus room: with the
+/// default 65536 frames a worker serves at most 15 pods.
 pub fn start_xvsd(state: &Path) -> (super::Xvsd, PathBuf) {
     let socket = state.join("xvsd.sock");
     let socket_arg = socket.display().to_string();
