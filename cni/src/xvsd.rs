@@ -62,6 +62,14 @@ impl Xvsd {
         }
     }
 
+    /// The MTU xvsd says pods should have (`show`'s `pod_mtu`: its
+    /// smallest uplink's minus the VXLAN overhead); `None` without an
+    /// uplink.
+    pub fn pod_mtu(&mut self) -> Result<Option<u32>, CniError> {
+        let show = self.call("show", Value::Null)?;
+        Ok(show["pod_mtu"].as_u64().and_then(|m| u32::try_from(m).ok()))
+    }
+
     fn error(&self, method: &'static str, e: ClientError) -> CniError {
         match e {
             ClientError::Refused(body) => CniError::XvsdRefused {

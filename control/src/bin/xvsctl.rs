@@ -443,8 +443,9 @@ fn show_table(v: &Value) -> String {
         _ => String::new(),
     };
     format!(
-        "snapshot generation {}\n{missing}\n{}\n{}",
+        "snapshot generation {}, pod MTU {}\n{missing}\n{}\n{}",
         cell(&v["generation"]),
+        cell(&v["pod_mtu"]),
         table(
             &["NAME", "XDP", "BIND", "QUEUES", "WORKERS"],
             &rows("ports", &["name", "xdp", "bind", "queues", "workers"]),

@@ -36,6 +36,7 @@ use xvs_control::state::{
 use super::store::StateStore;
 use super::{write_atomically, DaemonError, Datapath, Report};
 use crate::capture;
+use crate::wire::VXLAN_OVERHEAD;
 
 /// xvsd's control handler.
 pub struct Control {
@@ -186,6 +187,7 @@ impl Control {
             .collect();
         json!({
             "generation": dp.snapshot().generation,
+            "pod_mtu": pod_mtu(dp.desired()),
             "ports": ports,
             "missing": dp.missing(),
             "workers": workers,
@@ -342,6 +344,19 @@ fn add<T: PartialEq + Clone>(
     }
 }
 
+/// The largest MTU a pod can use without its packets being too big for
+/// the overlay: the smallest uplink's MTU minus the VXLAN encapsulation
+/// (what CNI plugins give pods by default). `None` without an uplink.
+pub fn pod_mtu(state: &DesiredState) -> Option<u16> {
+    state
+        .ports
+        .iter()
+        .filter(|p| matches!(p.kind, PortKind::Uplink { .. }))
+        .map(|p| p.mtu)
+        .min()
+        .map(|mtu| mtu.saturating_sub(u16::try_from(VXLAN_OVERHEAD).unwrap_or(u16::MAX)))
+}
+
 /// Removes the item with key `name`.
 fn del<T>(
     items: &mut Vec<T>,
@@ -433,5 +448,33 @@ impl Handler for Control {
             method => super::flows::handle(self, method, &request.params)
                 .unwrap_or_else(|| Err(unknown_method(request))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(ports: Value) -> DesiredState {
+        serde_json::from_value(json!({
+            "node": {"node_ip": "192.168.1.1", "pod_cidr": "10.244.1.0/24", "gateway_ip": "169.254.1.1", "gateway_mac": "02:00:00:00:00:ff"},
+            "ports": ports,
+        }))
+        .expect("a valid state")
+    }
+
+    #[test]
+    fn pod_mtu_is_the_smallest_uplink_mtu_minus_vxlan() {
+        let uplink = |name: &str, mtu: u16| json!({"name": name, "kind": {"uplink": {"mac": "02:00:00:00:00:01"}}, "mtu": mtu});
+        let pod = json!({"name": "p", "kind": {"pod": {"ip": "10.244.1.2", "mac": "02:00:00:00:00:02"}}, "mtu": 1000});
+        assert_eq!(pod_mtu(&state(json!([pod.clone()]))), None);
+        assert_eq!(
+            pod_mtu(&state(json!([pod, uplink("u1", 9000)]))),
+            Some(8950)
+        );
+        assert_eq!(
+            pod_mtu(&state(json!([uplink("u1", 9000), uplink("u2", 1500)]))),
+            Some(1450)
+        );
     }
 }
