@@ -352,7 +352,8 @@ unsafe impl Send for Registration {}
 // by this value and used through `&mut self`, by one thread at a time.
 unsafe impl Send for Xsk {}
 
-fn check_ring(size: u32) -> Result<u32, XskError> {
+/// `size` if it can be a ring size: a power of two from 64 to 16384.
+pub fn check_ring(size: u32) -> Result<u32, XskError> {
     if size.is_power_of_two() && (64..=16384).contains(&size) {
         Ok(size)
     } else {
@@ -829,15 +830,18 @@ impl Xsk {
 
     // ---- rings ----
 
-    /// Lends free frames to the socket's fill ring, as many as fit (and at
-    /// most `keep_free` fewer than are free, so transmit-side copies and
-    /// replies still find frames). Returns how many.
+    /// Lends free frames to the socket's fill ring until it holds as many
+    /// as the socket's rx ring does (the fill ring, sized by the UMEM, may
+    /// be larger), and at most `keep_free` fewer than are free, so
+    /// transmit-side copies and replies still find frames. Returns how
+    /// many.
     pub fn refill(&mut self, id: SocketId, keep_free: usize) -> usize {
         let available = self.free.len().saturating_sub(keep_free);
         let s = socket_mut(&mut self.sockets, id);
-        let want = u32::try_from(available)
-            .unwrap_or(u32::MAX)
-            .min(s.fill.size);
+        let room =
+            s.rx.size
+                .saturating_sub(ring_entries(&s.fill.producer, &s.fill.consumer));
+        let want = u32::try_from(available).unwrap_or(u32::MAX).min(room);
         if want == 0 {
             return 0;
         }

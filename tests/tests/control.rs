@@ -190,3 +190,77 @@ fn state_changes_at_run_time_and_survives_a_crash() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A worker's UMEM bounds the pods it serves, at two pod rings of frames
+/// each: a port-add beyond that is refused with what to change, changes
+/// nothing, and fits again once a pod is gone; `--pod-ring-size` sets it.
+#[test]
+fn pod_ports_are_admitted_within_the_umem() {
+    let Some(_serial) = root_or_skip("pod_ports_are_admitted_within_the_umem") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    let pods: Vec<(String, String, String, String)> = (1..=4)
+        .map(|i| {
+            (
+                format!("xcu-pod{i}"),
+                format!("xcu{i}"),
+                format!("10.244.1.9{i}"),
+                format!("02:00:00:0d:01:0{i}"),
+            )
+        })
+        .collect();
+    for (ns, host, ip, mac) in &pods {
+        topo.pod(ns, host, ip, mac);
+    }
+    let dir = std::env::temp_dir().join(format!("xvs-umem-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("xvsd.sock").display().to_string();
+    let xvsctl = common::bin_path("xvsctl");
+    let ctl = |args: &str| sh(&format!("{} --socket {socket} {args}", xvsctl.display()));
+    let add = |i: usize| {
+        let (_, host, ip, mac) = &pods[i];
+        ctl(&format!("port add {host} --pod {ip},{mac}"))
+    };
+    // One worker, 8192 frames: 512 spare and 2 x 1024 per pod, so three.
+    for (ring, fit) in [("1024", 3), ("512", 4)] {
+        let xvsd = Xvsd::start(&[
+            "--control-socket",
+            &socket,
+            "--state-dir",
+            "none",
+            "--node-ip",
+            "192.168.77.1",
+            "--pod-cidr",
+            "10.244.1.0/24",
+            "--umem-frames",
+            "8192",
+            "--pod-ring-size",
+            ring,
+        ]);
+        for i in 0..fit {
+            let out = add(i);
+            assert!(out.status.success(), "ring {ring}, pod {i}: {}", text(&out));
+        }
+        if fit < pods.len() {
+            let out = add(fit);
+            let said = text(&out);
+            assert!(!out.status.success(), "{said}");
+            assert!(
+                said.contains("UMEM frames") && said.contains("--pod-ring-size"),
+                "{said}"
+            );
+            let listed = text(&ctl("port list"));
+            assert!(!listed.contains(&pods[fit].1), "{listed}");
+            let out = ctl(&format!("port del {}", pods[0].1));
+            assert!(out.status.success(), "{}", text(&out));
+            let out = add(fit);
+            assert!(out.status.success(), "after a pod went: {}", text(&out));
+        }
+        let (ns, _, _, _) = &pods[fit - 1];
+        assert!(ping_eventually(ns, &pods[1].2, 10), "{}", xvsd.log());
+        drop(xvsd);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

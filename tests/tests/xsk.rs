@@ -153,3 +153,29 @@ fn sockets_outlive_the_interface_that_registered_the_umem() {
     only_one_socket_holds_frames(&xsk, total, "D came");
     pings_arrive(&mut xsk, d, "xro-3");
 }
+
+/// A socket with rings smaller than the UMEM's keeps only its own ring's
+/// worth of frames in its fill ring (the fill ring is the UMEM's size).
+#[test]
+fn a_socket_with_smaller_rings_keeps_fewer_frames_lent() {
+    let Some(_serial) = root_or_skip("a_socket_with_smaller_rings_keeps_fewer_frames_lent") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    topo.pod("xsr-pod", "xsr0", "10.244.9.30", "02:00:00:0e:02:01");
+    run("ip -n xsr-pod neigh replace 169.254.1.1 lladdr 02:00:00:0e:02:ff dev eth0 nud permanent");
+    run("ip netns exec xsr-pod sysctl -qw net.ipv6.conf.eth0.disable_ipv6=1");
+    let program = SteeringProgram::attach("xsr0", Steering::All).unwrap();
+    const SMALL: u32 = 64;
+    let mut xsk = Xsk::new(4 * RING, RING).unwrap();
+    let id = xsk.add_socket("xsr0", 0, SMALL, true).unwrap();
+    program.register_socket(0, xsk.fd(id)).unwrap();
+    assert_eq!(xsk.refill(id, 0), SMALL as usize);
+    assert_eq!(xsk.refill(id, 0), 0, "already full");
+    assert_eq!(xsk.accounting().fill, SMALL);
+    pings_arrive(&mut xsk, id, "xsr-pod");
+    let acc = xsk.accounting();
+    assert!(acc.balanced(), "{acc:?}");
+    assert_eq!(acc.fill, SMALL, "{acc:?}");
+    assert_eq!(acc.free, 4 * RING - SMALL, "{acc:?}");
+}

@@ -52,10 +52,10 @@ struct Cli {
     /// Where xvsd and xvs-cni are (default: next to this binary).
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// xvsd's `--ring-size`: with its default (2048) the default UMEM of
-    /// its one worker holds 15 pods' sockets; 256 fits more than 100.
+    /// xvsd's `--pod-ring-size`: with its default (1024) the default UMEM
+    /// of one worker holds 29 pods; 256 fits more than 100.
     #[arg(long, default_value_t = 256)]
-    ring_size: u32,
+    pod_ring_size: u32,
 }
 
 /// The two plugins, in report order.
@@ -254,7 +254,11 @@ fn bench(cli: &Cli, stop: &AtomicBool) -> Result<(), BenchError> {
     std::os::unix::fs::symlink(bin_dir.join("xvs-cni"), dir.join("bin/xvs-cni"))?;
 
     let socket = dir.join("xvsd.sock");
-    setup.xvsd = Some(start_xvsd(&bin_dir.join("xvsd"), &socket, cli.ring_size)?);
+    setup.xvsd = Some(start_xvsd(
+        &bin_dir.join("xvsd"),
+        &socket,
+        cli.pod_ring_size,
+    )?);
     write_conflist(
         &dir,
         Plugin::Xvs,
@@ -375,7 +379,7 @@ fn bench(cli: &Cli, stop: &AtomicBool) -> Result<(), BenchError> {
         "method": "cnitool add for every pod then cnitool del for every pod, \
                    the two plugins alternating which goes first; wall time per call",
         "cni_version": "1.0.0",
-        "xvsd_ring_size": cli.ring_size,
+        "xvsd_pod_ring_size": cli.pod_ring_size,
         "results": results,
         "ratio_xvs_to_reference": ratios,
     });
@@ -428,14 +432,14 @@ fn write_conflist(dir: &Path, plugin: Plugin, mut list: Value) -> Result<(), Ben
     Ok(())
 }
 
-/// Starts xvsd with no pods on `socket` (descriptors per ring:
-/// `ring_size`) and waits until it is ready.
-fn start_xvsd(xvsd: &Path, socket: &Path, ring_size: u32) -> Result<Child, BenchError> {
+/// Starts xvsd with no pods on `socket` (descriptors per pod ring:
+/// `pod_ring_size`) and waits until it is ready.
+fn start_xvsd(xvsd: &Path, socket: &Path, pod_ring_size: u32) -> Result<Child, BenchError> {
     let mut child = Command::new(xvsd)
         .args(["--state-dir", "none", "--control-socket"])
         .arg(socket)
         .args(["--node-ip", "192.168.77.1", "--pod-cidr", XVS_CIDR])
-        .args(["--ring-size", &ring_size.to_string()])
+        .args(["--pod-ring-size", &pod_ring_size.to_string()])
         .env("XVS_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

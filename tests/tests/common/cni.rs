@@ -358,9 +358,9 @@ pub fn lease_files(state: &Path, net: &str) -> Vec<String> {
     ips
 }
 
-/// A fresh xvsd for CNI tests on a control socket in `state` (returned).
-/// Its UMEM (2 KiB frames) holds 20 pods' rings plus room: with the
-/// default 65536 frames a worker serves at most 15 pods.
+/// A fresh xvsd for CNI tests on a control socket in `state` (returned),
+/// with the default UMEM and rings: one worker holds the 20 pods of the
+/// concurrency test.
 pub fn start_xvsd(state: &Path) -> (super::Xvsd, PathBuf) {
     let socket = state.join("xvsd.sock");
     let socket_arg = socket.display().to_string();
@@ -371,8 +371,6 @@ pub fn start_xvsd(state: &Path) -> (super::Xvsd, PathBuf) {
         "192.168.77.1",
         "--pod-cidr",
         "10.244.1.0/24",
-        "--umem-frames",
-        "98304",
     ]);
     (xvsd, socket)
 }

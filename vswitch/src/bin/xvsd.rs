@@ -168,6 +168,7 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     let state = initial_state(&config, store.as_ref())?;
     let settings = DatapathSettings {
         ring: config.ring_size(),
+        pod_ring: config.pod_ring_size(),
         force_copy: config.force_copy,
         umem_frames: config.umem_frames(&state),
         max_flows: config.max_flows(),

@@ -104,8 +104,11 @@ pub struct WorkerInfo {
 /// Fixed at start.
 #[derive(Debug, Clone, Copy)]
 pub struct DatapathSettings {
-    /// Descriptors per AF_XDP ring.
+    /// Descriptors per AF_XDP ring of uplink and bridged ports.
     pub ring: u32,
+    /// Descriptors per AF_XDP ring of pod ports (and frames each keeps
+    /// lent for receiving): smaller, so that a UMEM holds more pods.
+    pub pod_ring: u32,
     pub force_copy: bool,
     /// Frames of each worker's UMEM; every socket can hold two rings' worth.
     pub umem_frames: u32,
@@ -115,6 +118,16 @@ pub struct DatapathSettings {
     pub max_connections: usize,
     /// A cached flow without packets for this long is removed.
     pub flow_idle: Duration,
+}
+
+impl DatapathSettings {
+    /// The ring size of `port`'s sockets.
+    pub fn ring_for(&self, port: &PortKind) -> u32 {
+        match port {
+            PortKind::Pod { .. } => self.pod_ring,
+            PortKind::Uplink { .. } | PortKind::Bridged { .. } => self.ring,
+        }
+    }
 }
 
 type XskWorker = Worker<XskPool, XskPort>;
@@ -241,8 +254,9 @@ fn plumbing(spec: &PortSpec, state: &DesiredState) -> Plumbing {
 enum Plan {
     /// Already served this way: keep the slot.
     Keep,
-    /// Open sockets on these queues (done by the *open* job).
-    Open { queues: Vec<u32> },
+    /// Open sockets with rings of `ring` on these queues (done by the
+    /// *open* job).
+    Open { queues: Vec<u32>, ring: u32 },
     /// Another worker serves it.
     Remote { owner: usize },
 }
@@ -337,10 +351,12 @@ impl Datapath {
             epoch: Instant::now(),
             ager: None,
         };
+        // Refused here, not at the first port of that kind.
+        xvs_hw::xsk::check_ring(settings.pod_ring)?;
         let mesh = handoff::mesh(cores.len()).map_err(DaemonError::Handoff)?;
         let several = cores.len() > 1;
         for (w, (core, (inbox, outboxes))) in cores.into_iter().zip(mesh).enumerate() {
-            let xsk = Xsk::new(settings.umem_frames, settings.ring)?;
+            let xsk = Xsk::new(settings.umem_frames, settings.ring.max(settings.pod_ring))?;
             let mut worker = Worker::with_handoff(
                 XskPool { xsk },
                 Vec::new(),
@@ -444,6 +460,8 @@ impl Datapath {
         // Reconcile ports by name: kept (index into `live`) or new.
         let workers = self.jobs.len();
         let mut load = vec![0usize; workers];
+        // UMEM frames the sockets of each worker may hold: two rings each.
+        let mut frames = vec![0u32; workers];
         let mut kept: Vec<Option<usize>> = Vec::with_capacity(effective.ports.len());
         for spec in &effective.ports {
             let plumb = plumbing(spec, &effective);
@@ -454,6 +472,7 @@ impl Datapath {
             if let Some(j) = old {
                 for &w in &self.live[j].info.workers {
                     load[w] += 1;
+                    frames[w] = frames[w].saturating_add(2 * self.settings.ring_for(&spec.kind));
                 }
             }
             kept.push(old);
@@ -473,6 +492,7 @@ impl Datapath {
                 .map(|_| {
                     let w = (0..workers).min_by_key(|&w| (load[w], w)).unwrap_or(0);
                     load[w] += 1;
+                    frames[w] = frames[w].saturating_add(2 * self.settings.ring_for(&spec.kind));
                     w
                 })
                 .collect();
@@ -492,18 +512,13 @@ impl Datapath {
                 },
             );
         }
-        let need = |sockets: usize| {
-            u32::try_from(sockets)
-                .unwrap_or(u32::MAX)
-                .saturating_mul(2 * self.settings.ring)
-                .saturating_add(SPARE_FRAMES)
-        };
-        if let Some(w) = (0..workers).find(|&w| need(load[w]) > self.settings.umem_frames) {
+        let need = |w: usize| frames[w].saturating_add(SPARE_FRAMES);
+        if let Some(w) = (0..workers).find(|&w| need(w) > self.settings.umem_frames) {
             return Err(DaemonError::UmemFull {
                 worker: w,
                 sockets: load[w],
                 frames: self.settings.umem_frames,
-                need: need(load[w]),
+                need: need(w),
             });
         }
 
@@ -524,7 +539,10 @@ impl Datapath {
                             .collect();
                         match (queues.is_empty(), kept[i]) {
                             (false, Some(_)) => Plan::Keep,
-                            (false, None) => Plan::Open { queues },
+                            (false, None) => Plan::Open {
+                                queues,
+                                ring: self.settings.ring_for(&effective.ports[i].kind),
+                            },
                             (true, _) => Plan::Remote {
                                 owner: info.workers[0],
                             },
@@ -857,13 +875,13 @@ fn open(
 ) -> Result<Vec<Opened>, String> {
     let mut opened = Vec::new();
     for (name, plan) in names.iter().zip(plan) {
-        let Plan::Open { queues } = plan else {
+        let Plan::Open { queues, ring } = plan else {
             continue;
         };
         let mut ids = Vec::new();
         for &queue in queues {
             let xsk = &mut ctx.worker.pool.xsk;
-            match xsk.add_socket(name, queue, settings.ring, settings.force_copy) {
+            match xsk.add_socket(name, queue, *ring, settings.force_copy) {
                 Ok(id) => {
                     xsk.refill(id, 0);
                     opened.push(Opened {

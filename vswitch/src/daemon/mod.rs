@@ -53,7 +53,7 @@ pub enum DaemonError {
     Pin(usize),
     #[error("cannot set up the hand-off between workers: {0}")]
     Handoff(std::io::Error),
-    #[error("worker {worker} would serve {sockets} sockets, which need {need} UMEM frames; it has {frames} (raise --umem-frames or lower --ring-size)")]
+    #[error("worker {worker} would serve {sockets} sockets, which need {need} UMEM frames; it has {frames} (raise --umem-frames, or lower --pod-ring-size or --ring-size)")]
     UmemFull {
         worker: usize,
         sockets: usize,
