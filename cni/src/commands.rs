@@ -1,30 +1,56 @@
 //! ADD, DEL, CHECK, STATUS and GC: IPAM, plumbing and xvsd put together.
 //!
+//! **Addresses** come from one of two places, behind one small type,
+//! [`AddressSource`], so each command has a single path: the built-in
+//! host-local-style allocator ([`HostLocal`]), or the IPAM plugin `ipam.type`
+//! names ([`Delegate`]), run the way the reference plugins (bridge, ptp)
+//! run theirs. The source does five things: acquire an address (ADD),
+//! give it back (DEL, and a failed ADD), check it (CHECK), GC and STATUS.
+//!
 //! **ADD** connects to xvsd first (unreachable: code 11, nothing done), then
-//! allocates the address, plumbs the veth ([`plumb::attach`]) and registers
+//! acquires the address, plumbs the veth ([`plumb::attach`]) and registers
 //! the host end with `port-add` (name = host ifname, kind pod with the
 //! address and the pod end's MAC, the MTU, and the attachment). A failure
-//! undoes what this ADD did, in reverse order: detach, then release the
-//! lease — unless the lease was already held before this ADD (a repeated
-//! ADD without DEL, which the spec forbids: plumbing then fails with code
-//! 102 and must not take the address from the pod that has it).
+//! undoes what this ADD did, in reverse order: detach, then give the address
+//! back — the delegate's DEL, or releasing the built-in lease unless it was
+//! already held before this ADD (a repeated ADD without DEL, which the spec
+//! forbids: plumbing then fails with code 102 and must not take the address
+//! from the pod that has it).
 //!
-//! The pod MTU is the configuration's `mtu`, else [`DEFAULT_MTU`]: 1450,
-//! a 1500-byte uplink minus the 50 bytes of VXLAN encapsulation. (Deriving
-//! it from the actual uplink needs xvsd to report it; not done yet.)
+//! The address: with the built-in IPAM the first IPv4 address of
+//! `runtimeConfig.ips`, else of `args.cni.ips`, if any is asked for
+//! ([`HostLocal::allocate_requested`]), else the next free one; with a
+//! delegate, the first IPv4 address of its result (none: code 7), the
+//! requested ones being its business (they are in its stdin). Either way the
+//! pod gets it as a /32 behind our gateway: a delegate's prefix, gateway and
+//! routes are not used. The result's `dns` is the configuration's, or, if
+//! that is empty, the delegate's. `runtimeConfig.mac`, if given, is the pod
+//! end's MAC.
+//!
+//! The pod MTU is the configuration's `mtu`, else what xvsd reports (`show`'s
+//! `pod_mtu`: its smallest uplink's MTU minus the 50 bytes of VXLAN
+//! encapsulation), else, on a switch without an uplink, [`DEFAULT_MTU`]:
+//! 1450, a 1500-byte uplink's.
 //!
 //! **DEL** never fails for something already gone: `port-del` (a missing
 //! port is fine, an unreachable xvsd is logged and skipped — its ports
-//! vanish with their interface anyway), detach (idempotent), release.
+//! vanish with their interface anyway), detach (idempotent), then the
+//! address: the built-in release, or the delegate's DEL, whose error is
+//! returned (as the reference plugins do).
 //!
-//! **CHECK** compares the pod interface, the lease and xvsd's port with
+//! **CHECK** runs the delegate's CHECK first (its error is returned), then
+//! compares the pod interface, the built-in lease and xvsd's port with
 //! `prevResult` and lists every difference (code 105).
 //!
-//! **STATUS** is xvsd answering `version` (code 50 otherwise).
+//! **STATUS** is xvsd answering `version` (code 50 otherwise), then the
+//! delegate's STATUS.
 //!
-//! **GC** frees leases, and deletes ports (and their veths) that xvsd holds
-//! for attachments not in `cni.dev/valid-attachments`; ports without an
-//! attachment (uplinks, ports added by hand) are never touched.
+//! **GC** frees leases (or runs the delegate's GC), and deletes ports (and
+//! their veths) that xvsd holds for attachments not in
+//! `cni.dev/valid-attachments`; ports without an attachment (uplinks, ports
+//! added by hand) are never touched. A delegate from before CNI 1.1.0
+//! answering GC or STATUS with code 1 or 4 is logged and skipped
+//! ([`Delegate::run_if_known`]).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -34,25 +60,187 @@ use ipnet::{IpNet, Ipv4Net};
 use serde_json::{json, Value};
 use xvs_control::state::{Attachment as PortAttachment, PortKind, PortSpec};
 
+use crate::delegate::Delegate;
 use crate::error::CniError;
 use crate::ipam::HostLocal;
 use crate::plumb::{self, AttachRequest};
-use crate::spec::{Attachment, Env, Ipam, NetConf};
-use crate::version::{CniResult, Interface, IpConfig, Route};
+use crate::spec::{Attachment, Command, Env, Ipam, NetConf};
+use crate::version::{CniResult, Dns, Interface, IpConfig, Route};
 use crate::xvsd::Xvsd;
 
-/// The pod MTU when the configuration has none: 1500 minus VXLAN's 50.
+/// The pod MTU when neither the configuration nor xvsd (which has no
+/// uplink) says: 1500 minus VXLAN's 50.
 pub const DEFAULT_MTU: u32 = 1450;
 
-/// The built-in allocator, or code 2 for a delegated one (not yet supported).
-fn host_local(conf: &NetConf) -> Result<HostLocal, CniError> {
-    match &conf.ipam {
-        Ipam::BuiltIn { pool, data_dir } => Ok(HostLocal::new(data_dir, pool.clone())),
-        Ipam::Delegate { plugin } => Err(CniError::UnsupportedField {
-            key: "ipam.type".into(),
-            value: format!("{plugin:?} (delegated IPAM is not supported yet)"),
-        }),
+/// Where the pod's address comes from: the one thing in which built-in and
+/// delegated IPAM differ.
+enum AddressSource<'a> {
+    /// The built-in allocator.
+    BuiltIn(HostLocal),
+    /// The IPAM plugin `ipam.type`.
+    Delegated(Delegate<'a>),
+}
+
+/// What ADD got from an [`AddressSource`].
+struct Acquired {
+    /// The pod's address.
+    address: Ipv4Addr,
+    /// DNS settings from a delegate's result (empty otherwise).
+    dns: Dns,
+    /// Whether a failed ADD gives the address back: not a built-in lease the
+    /// attachment held before this ADD.
+    give_back: bool,
+}
+
+impl<'a> AddressSource<'a> {
+    fn of(env: &'a Env, conf: &'a NetConf) -> AddressSource<'a> {
+        match &conf.ipam {
+            Ipam::BuiltIn { pool, data_dir } => {
+                AddressSource::BuiltIn(HostLocal::new(data_dir, pool.clone()))
+            }
+            Ipam::Delegate { plugin } => AddressSource::Delegated(Delegate::new(plugin, env, conf)),
+        }
     }
+
+    /// ADD: the address for `attachment`.
+    fn acquire(
+        &self,
+        attachment: &Attachment,
+        conf: &NetConf,
+        log: &mut String,
+    ) -> Result<Acquired, CniError> {
+        match self {
+            AddressSource::BuiltIn(ipam) => {
+                let requested = requested_ipv4(conf)?;
+                let held_before = ipam.find(attachment)?.is_some();
+                let lease = match requested {
+                    Some(ip) => ipam.allocate_requested(attachment, IpAddr::V4(ip))?,
+                    None => ipam.allocate(attachment)?,
+                };
+                let IpAddr::V4(address) = lease.ip else {
+                    if !held_before {
+                        self.give_back(attachment, log);
+                    }
+                    return Err(CniError::invalid_config(
+                        "ipam.subnet",
+                        "xvs pods are IPv4-only; use an IPv4 subnet",
+                    ));
+                };
+                Ok(Acquired {
+                    address,
+                    dns: Dns::default(),
+                    give_back: !held_before,
+                })
+            }
+            AddressSource::Delegated(delegate) => {
+                let result = delegate.add()?;
+                let address = result.ips.iter().find_map(|ip| match ip.address {
+                    IpNet::V4(net) => Some(net.addr()),
+                    IpNet::V6(_) => None,
+                });
+                let Some(address) = address else {
+                    self.give_back(attachment, log);
+                    return Err(CniError::invalid_config(
+                        "ipam",
+                        format!(
+                            "IPAM plugin {} returned no IPv4 address (ips: {:?}); \
+                             xvs pods are IPv4-only",
+                            delegate.plugin(),
+                            result
+                                .ips
+                                .iter()
+                                .map(|ip| ip.address.to_string())
+                                .collect::<Vec<_>>()
+                        ),
+                    ));
+                };
+                Ok(Acquired {
+                    address,
+                    dns: result.dns,
+                    give_back: true,
+                })
+            }
+        }
+    }
+
+    /// DEL: frees whatever `attachment` holds; holding nothing is success.
+    fn release(&self, attachment: &Attachment) -> Result<(), CniError> {
+        match self {
+            AddressSource::BuiltIn(ipam) => ipam.release(attachment).map(drop)?,
+            AddressSource::Delegated(delegate) => delegate.run(Command::Del)?,
+        }
+        Ok(())
+    }
+
+    /// Undoing a failed ADD: [`AddressSource::release`], failures logged.
+    fn give_back(&self, attachment: &Attachment, log: &mut String) {
+        if let Err(e) = self.release(attachment) {
+            let _ = writeln!(log, "xvs-cni: undoing ADD: releasing the address: {e}");
+        }
+    }
+
+    /// CHECK: how the address source differs from `address`; a delegate's
+    /// CHECK failing is its error.
+    fn check(&self, attachment: &Attachment, address: Ipv4Addr) -> Result<Vec<String>, CniError> {
+        match self {
+            AddressSource::BuiltIn(ipam) => Ok(match ipam.find(attachment)? {
+                Some(lease) if lease.ip == IpAddr::V4(address) => vec![],
+                Some(lease) => vec![format!(
+                    "the lease of this attachment is {}, not {address}",
+                    lease.ip
+                )],
+                None => vec![format!(
+                    "no lease for this attachment in {}",
+                    ipam.dir().display()
+                )],
+            }),
+            AddressSource::Delegated(delegate) => delegate.run(Command::Check).map(|()| vec![]),
+        }
+    }
+
+    /// GC: frees what attachments not in `valid` hold.
+    fn gc(&self, valid: &[Attachment], log: &mut String) -> Result<(), CniError> {
+        match self {
+            AddressSource::BuiltIn(ipam) => {
+                let freed = ipam.gc(valid)?;
+                if !freed.is_empty() {
+                    let _ = writeln!(log, "xvs-cni: GC freed leases {freed:?}");
+                }
+                Ok(())
+            }
+            AddressSource::Delegated(delegate) => delegate.run_if_known(Command::Gc, log),
+        }
+    }
+
+    /// STATUS: whether addresses can be served.
+    fn status(&self, log: &mut String) -> Result<(), CniError> {
+        match self {
+            AddressSource::BuiltIn(_) => Ok(()),
+            AddressSource::Delegated(delegate) => delegate.run_if_known(Command::Status, log),
+        }
+    }
+}
+
+/// The address asked for with the built-in IPAM: the first IPv4 address of
+/// `runtimeConfig.ips`, else of `args.cni.ips`; a list with no IPv4 address
+/// is code 7.
+fn requested_ipv4(conf: &NetConf) -> Result<Option<Ipv4Addr>, CniError> {
+    let lists = [
+        ("runtimeConfig.ips", &conf.runtime_config.ips),
+        ("args.cni.ips", &conf.args_ips),
+    ];
+    let Some((field, ips)) = lists.into_iter().find(|(_, ips)| !ips.is_empty()) else {
+        return Ok(None);
+    };
+    ips.iter()
+        .find_map(|ip| match ip {
+            IpNet::V4(net) => Some(net.addr()),
+            IpNet::V6(_) => None,
+        })
+        .map(Some)
+        .ok_or_else(|| {
+            CniError::invalid_config(field, "no IPv4 address in it; xvs pods are IPv4-only")
+        })
 }
 
 fn gateway_v4(conf: &NetConf) -> Result<Ipv4Addr, CniError> {
@@ -74,25 +262,19 @@ pub fn add(env: &Env, conf: &NetConf, log: &mut String) -> Result<String, CniErr
     let attachment = env.attachment();
     let netns = netns_of(env);
     let gateway = gateway_v4(conf)?;
-    let mtu = conf.mtu.unwrap_or(DEFAULT_MTU);
-    let ipam = host_local(conf)?;
+    let addresses = AddressSource::of(env, conf);
     let mut xvsd = Xvsd::connect(&conf.socket)?;
-
-    let held_before = ipam.find(&attachment)?.is_some();
-    let lease = ipam.allocate(&attachment)?;
-    let release = |log: &mut String| {
-        if !held_before {
-            if let Err(e) = ipam.release(&attachment) {
-                let _ = writeln!(log, "xvs-cni: undoing ADD: releasing the lease: {e}");
-            }
-        }
+    let mtu = match conf.mtu {
+        Some(mtu) => mtu,
+        None => xvsd.pod_mtu()?.unwrap_or(DEFAULT_MTU),
     };
-    let IpAddr::V4(address) = lease.ip else {
-        release(log);
-        return Err(CniError::invalid_config(
-            "ipam.subnet",
-            "xvs pods are IPv4-only; use an IPv4 subnet",
-        ));
+
+    let acquired = addresses.acquire(&attachment, conf, log)?;
+    let address = acquired.address;
+    let release = |log: &mut String| {
+        if acquired.give_back {
+            addresses.give_back(&attachment, log);
+        }
     };
     let host_ifname = plumb::host_ifname(&attachment.container_id, &attachment.ifname);
     let attached = match plumb::attach(&AttachRequest {
@@ -102,6 +284,7 @@ pub fn add(env: &Env, conf: &NetConf, log: &mut String) -> Result<String, CniErr
         address,
         gateway,
         mtu,
+        mac: conf.runtime_config.mac,
     }) {
         Ok(attached) => attached,
         Err(e) => {
@@ -155,7 +338,11 @@ pub fn add(env: &Env, conf: &NetConf, log: &mut String) -> Result<String, CniErr
             IpNet::V4(Ipv4Net::default()),
             Some(IpAddr::V4(gateway)),
         )],
-        dns: conf.dns.clone(),
+        dns: if conf.dns.is_empty() {
+            acquired.dns.clone()
+        } else {
+            conf.dns.clone()
+        },
     };
     Ok(format!("{}\n", result.to_json(conf.cni_version)))
 }
@@ -176,11 +363,7 @@ pub fn del(env: &Env, conf: &NetConf, log: &mut String) -> Result<(), CniError> 
         }
     }
     plumb::detach(&host_ifname, &netns_of(env), &attachment.ifname)?;
-    // Nothing of ours to release with a delegated IPAM (not supported).
-    if let Ok(ipam) = host_local(conf) {
-        ipam.release(&attachment)?;
-    }
-    Ok(())
+    AddressSource::of(env, conf).release(&attachment)
 }
 
 /// CHECK: every difference from `prevResult`, or success.
@@ -204,7 +387,7 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
             "no IPv4 address; this is not the result of an xvs-cni ADD",
         ));
     };
-    let mut differences = Vec::new();
+    let mut differences = AddressSource::of(env, conf).check(&attachment, address)?;
 
     let link = plumb::inspect(&netns, &attachment.ifname)?;
     if !link.up {
@@ -243,20 +426,6 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
                 "{} has MAC {}, prevResult says {mac}",
                 attachment.ifname, link.mac
             ));
-        }
-    }
-
-    if let Ok(ipam) = host_local(conf) {
-        match ipam.find(&attachment)? {
-            Some(lease) if lease.ip == IpAddr::V4(address) => {}
-            Some(lease) => differences.push(format!(
-                "the lease of this attachment is {}, not {address}",
-                lease.ip
-            )),
-            None => differences.push(format!(
-                "no lease for this attachment in {}",
-                ipam.dir().display()
-            )),
         }
     }
 
@@ -305,25 +474,21 @@ fn port_differences(
     out
 }
 
-/// STATUS: xvsd answers `version`, or code 50.
-pub fn status(conf: &NetConf) -> Result<(), CniError> {
+/// STATUS: xvsd answers `version` (else code 50), and the address source
+/// is fine.
+pub fn status(env: &Env, conf: &NetConf, log: &mut String) -> Result<(), CniError> {
     Xvsd::connect(&conf.socket)
         .and_then(|mut x| x.call("version", Value::Null))
-        .map(drop)
         .map_err(|e| CniError::NotAvailable {
             reason: e.to_string(),
-        })
+        })?;
+    AddressSource::of(env, conf).status(log)
 }
 
-/// GC: leases and xvsd ports of attachments not in the valid list.
-pub fn gc(conf: &NetConf, log: &mut String) -> Result<(), CniError> {
+/// GC: addresses and xvsd ports of attachments not in the valid list.
+pub fn gc(env: &Env, conf: &NetConf, log: &mut String) -> Result<(), CniError> {
     let valid = conf.valid_attachments.clone().unwrap_or_default();
-    if let Ok(ipam) = host_local(conf) {
-        let freed = ipam.gc(&valid)?;
-        if !freed.is_empty() {
-            let _ = writeln!(log, "xvs-cni: GC freed leases {freed:?}");
-        }
-    }
+    AddressSource::of(env, conf).gc(&valid, log)?;
     let mut xvsd = Xvsd::connect(&conf.socket)?;
     for port in xvsd.port_list()? {
         let Ok(spec) = serde_json::from_value::<PortSpec>(strip_status(port)) else {

@@ -15,8 +15,12 @@
 //! Only the binary prints, and only one thing: the result or this error.
 //!
 //! Codes 0–99 are the spec's; 100 and up are ours and listed in [`ErrorCode`].
+//! An error a delegated IPAM plugin reported ([`CniError::Delegated`]) keeps
+//! the plugin's own code, message and details, whatever they are, which is
+//! why [`CniError::code`] is a number and not an [`ErrorCode`].
 
 use std::io;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -135,8 +139,9 @@ pub enum CniError {
     /// JSON that does not decode into what the spec says it is.
     #[error("cannot decode {what}: {source}")]
     Decode {
-        /// What was being decoded, e.g. "the network configuration on stdin".
-        what: &'static str,
+        /// What was being decoded, e.g. "the network configuration on stdin"
+        /// or "the result of IPAM plugin host-local".
+        what: String,
         /// serde's description, with line and column.
         #[source]
         source: serde_json::Error,
@@ -196,6 +201,37 @@ pub enum CniError {
         /// The command.
         command: Command,
     },
+    /// `ipam.type` names no file in the `CNI_PATH` directories (code 7).
+    #[error(
+        "IPAM plugin {plugin:?} (ipam.type) not found in CNI_PATH {}",
+        if .path.is_empty() { "(empty)".to_owned() } else { join_paths(.path) }
+    )]
+    DelegateNotFound {
+        /// The `ipam.type`.
+        plugin: String,
+        /// The directories searched.
+        path: Vec<PathBuf>,
+    },
+    /// The delegated IPAM plugin failed; its error object, passed through
+    /// unchanged: `Display` is its `msg`.
+    #[error("{msg}")]
+    Delegated {
+        /// The `ipam.type`, for logs.
+        plugin: String,
+        /// Its `code`.
+        code: u32,
+        /// Its `msg`.
+        msg: String,
+        /// Its `details` (`""` when it had none).
+        details: String,
+    },
+}
+
+fn join_paths(path: &[PathBuf]) -> String {
+    path.iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 impl CniError {
@@ -224,9 +260,11 @@ impl CniError {
         }
     }
 
-    /// The spec code of this error.
-    pub fn code(&self) -> ErrorCode {
-        match self {
+    /// The code of this error: one of [`ErrorCode`], or a delegated IPAM
+    /// plugin's own.
+    pub fn code(&self) -> u32 {
+        let ours = match self {
+            Self::Delegated { code, .. } => return *code,
             Self::UnsupportedVersion { .. } | Self::CommandNeedsVersion { .. } => {
                 ErrorCode::IncompatibleVersion
             }
@@ -243,6 +281,9 @@ impl CniError {
                 IpamError::Exhausted { .. } => ErrorCode::PoolExhausted,
                 IpamError::Busy { .. } => ErrorCode::TryAgainLater,
                 IpamError::Io { .. } => ErrorCode::Io,
+                IpamError::RequestedOutOfRange { .. }
+                | IpamError::RequestedInUse { .. }
+                | IpamError::RequestedWhileHolding { .. } => ErrorCode::InvalidNetworkConfig,
             },
             Self::Plumb(e) => match e {
                 PlumbError::IfnameExists { .. } | PlumbError::HostIfnameExists { .. } => {
@@ -251,13 +292,17 @@ impl CniError {
                 PlumbError::NetnsNotFound { .. }
                 | PlumbError::NetnsOpen { .. }
                 | PlumbError::NotANetns { .. } => ErrorCode::InvalidEnvironment,
-                PlumbError::InvalidMtu { .. } => ErrorCode::InvalidNetworkConfig,
+                PlumbError::InvalidMtu { .. } | PlumbError::InvalidMac { .. } => {
+                    ErrorCode::InvalidNetworkConfig
+                }
                 _ => ErrorCode::Plumbing,
             },
             Self::XvsdRefused { .. } => ErrorCode::XvsdRefused,
             Self::CheckFailed { .. } => ErrorCode::CheckFailed,
             Self::NotImplemented { .. } => ErrorCode::NotImplemented,
-        }
+            Self::DelegateNotFound { .. } => ErrorCode::InvalidNetworkConfig,
+        };
+        ours.as_u32()
     }
 
     /// The `details` string: what a person should do about it.
@@ -273,8 +318,9 @@ impl CniError {
             ),
             Self::UnsupportedField { .. } => {
                 "remove the field; xvs-cni's built-in IPAM allocates from one subnet \
-                 (ipam.subnet with optional rangeStart/rangeEnd/gateway), or set ipam.type \
-                 to delegate to another IPAM plugin"
+                 (ipam.subnet with optional rangeStart/rangeEnd/gateway); for more, set \
+                 ipam.type to delegate to an IPAM plugin such as host-local, which gets \
+                 the whole ipam section"
                     .to_owned()
             }
             Self::UnknownContainer { .. } => {
@@ -304,6 +350,11 @@ impl CniError {
             Self::Plumb(PlumbError::IfnameExists { .. } | PlumbError::HostIfnameExists { .. }) => {
                 "run DEL for the earlier attachment first, or choose another CNI_IFNAME".to_owned()
             }
+            Self::Plumb(PlumbError::InvalidMac { .. }) => {
+                "fix runtimeConfig.mac: a unicast (first byte even), non-zero MAC such as \
+                 02:xx:xx:xx:xx:xx (locally administered)"
+                    .to_owned()
+            }
             Self::Plumb(
                 PlumbError::NetnsNotFound { .. }
                 | PlumbError::NetnsOpen { .. }
@@ -325,6 +376,12 @@ impl CniError {
             Self::NotImplemented { .. } => {
                 "this command is not implemented by this build of xvs-cni".to_owned()
             }
+            Self::DelegateNotFound { .. } => {
+                "install the IPAM plugin into one of the CNI_PATH directories (the runtime's \
+                 plugin directories), or fix ipam.type"
+                    .to_owned()
+            }
+            Self::Delegated { details, .. } => details.clone(),
         }
     }
 
@@ -332,7 +389,7 @@ impl CniError {
     pub fn to_reply(&self, version: CniVersion) -> ErrorReply {
         ErrorReply {
             cni_version: version,
-            code: self.code().as_u32(),
+            code: self.code(),
             msg: self.to_string(),
             details: self.details(),
         }
@@ -345,7 +402,7 @@ impl CniError {
 pub struct ErrorReply {
     /// The protocol version of this output.
     pub cni_version: CniVersion,
-    /// [`ErrorCode`] as a number.
+    /// [`ErrorCode`] as a number, or a delegated IPAM plugin's code.
     pub code: u32,
     /// One line saying what went wrong.
     pub msg: String,

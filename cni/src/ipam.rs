@@ -19,6 +19,13 @@
 //! already holds a lease gets it back, so a retried ADD does not leak. Release
 //! and GC remove files; releasing what is not held succeeds.
 //!
+//! **Requested addresses** ([`HostLocal::allocate_requested`]) are
+//! host-local's `ips` capability (`runtimeConfig.ips`, `args.cni.ips`): exactly
+//! that address, if the pool may hand it out and no other attachment holds
+//! it, else an error naming the address and, for a taken one, its holder
+//! (code 7: a configuration that cannot be served as asked, not a full pool).
+//! Like host-local it moves the round-robin cursor to the address.
+//!
 //! **Concurrency contract.** Every operation (allocate, release, gc, find,
 //! leases) runs entirely under an exclusive `flock` on `lock`, taken with a
 //! bounded wait. flock belongs to the open file description, so threads of one
@@ -355,6 +362,33 @@ pub enum IpamError {
         /// How long we waited.
         waited: Duration,
     },
+    /// A requested address the pool may not hand out (code 7).
+    #[error("requested IP address {ip} is not in the IPAM range {range} (or is reserved)")]
+    RequestedOutOfRange {
+        /// The address asked for.
+        ip: IpAddr,
+        /// The range, for the message.
+        range: String,
+    },
+    /// A requested address another attachment holds (code 7).
+    #[error("requested IP address {ip} is in use by {holder} (lease {})", .dir.join(ip.to_string()).display())]
+    RequestedInUse {
+        /// The address asked for.
+        ip: IpAddr,
+        /// Its holder, `<container id>/<ifname>`.
+        holder: String,
+        /// The lease directory.
+        dir: PathBuf,
+    },
+    /// The attachment already holds another address than the one requested
+    /// (an ADD repeated with another request, without DEL; code 7).
+    #[error("requested IP address {ip}, but this attachment already holds {held}")]
+    RequestedWhileHolding {
+        /// The address asked for.
+        ip: IpAddr,
+        /// The address the attachment holds.
+        held: IpAddr,
+    },
     /// A file operation failed (code 5).
     #[error("{context} {}: {source}", .path.display())]
     Io {
@@ -383,6 +417,18 @@ impl IpamError {
             }
             IpamError::Io { .. } => {
                 "check that the directory exists, is writable by root and its disk is not full"
+                    .to_owned()
+            }
+            IpamError::RequestedOutOfRange { .. } => {
+                "ask for an address inside the IPAM range (runtimeConfig.ips / args.cni.ips), \
+                 or none to get the next free one"
+                    .to_owned()
+            }
+            IpamError::RequestedInUse { .. } => {
+                "ask for another address, or DEL the attachment holding this one first".to_owned()
+            }
+            IpamError::RequestedWhileHolding { .. } => {
+                "run DEL for this attachment first; a second ADD without DEL is not allowed"
                     .to_owned()
             }
         }
@@ -471,7 +517,49 @@ impl HostLocal {
         while taken.contains(&candidate) {
             candidate = pool.next(candidate);
         }
-        let ip = from_u128(candidate, pool.start.is_ipv6());
+        self.write_lease(attachment, from_u128(candidate, pool.start.is_ipv6()))
+    }
+
+    /// Leases exactly `ip` to `attachment` (the `ips` capability): succeeds
+    /// if the pool may hand it out and it is free or already this
+    /// attachment's; see the module doc for the errors.
+    pub fn allocate_requested(
+        &self,
+        attachment: &Attachment,
+        ip: IpAddr,
+    ) -> Result<Lease, IpamError> {
+        if !self.pool.contains(ip) {
+            return Err(IpamError::RequestedOutOfRange {
+                ip,
+                range: self.pool.describe(),
+            });
+        }
+        let _lock = self.lock()?;
+        let leases = self.scan()?;
+        if let Some(lease) = leases.iter().find(|l| l.ip == ip) {
+            if lease.is_held_by(attachment) {
+                return Ok(lease.clone());
+            }
+            return Err(IpamError::RequestedInUse {
+                ip,
+                holder: match &lease.ifname {
+                    Some(ifname) => format!("{}/{ifname}", lease.container_id),
+                    None => lease.container_id.clone(),
+                },
+                dir: self.dir.clone(),
+            });
+        }
+        if let Some(held) = leases
+            .iter()
+            .find(|l| l.is_held_by(attachment) && self.pool.contains(l.ip))
+        {
+            return Err(IpamError::RequestedWhileHolding { ip, held: held.ip });
+        }
+        self.write_lease(attachment, ip)
+    }
+
+    /// Writes the lease of `ip` and moves the cursor to it. Lock held.
+    fn write_lease(&self, attachment: &Attachment, ip: IpAddr) -> Result<Lease, IpamError> {
         let name = ip.to_string();
         let owner = format!("{}\r\n{}", attachment.container_id, attachment.ifname);
         write_atomic(&self.dir, &name, owner.as_bytes())
@@ -777,7 +865,7 @@ mod tests {
             "{err:?}"
         );
         let err = CniError::from(err);
-        assert_eq!(err.code().as_u32(), 101);
+        assert_eq!(err.code(), 101);
         assert!(
             err.to_string()
                 .starts_with("no free IP address in 10.0.0.1-10.0.0.2 of 10.0.0.0/30"),
@@ -902,7 +990,7 @@ mod tests {
         rustix::fs::flock(&holder, FlockOperation::LockExclusive).unwrap();
         let err = a.allocate(&att("a")).unwrap_err();
         assert!(matches!(err, IpamError::Busy { .. }), "{err:?}");
-        assert_eq!(CniError::from(err).code().as_u32(), 11);
+        assert_eq!(CniError::from(err).code(), 11);
         drop(holder);
         a.allocate(&att("a")).unwrap();
     }
@@ -920,6 +1008,151 @@ mod tests {
         let ips: HashSet<IpAddr> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert_eq!(ips.len(), 20);
         assert_eq!(a.leases().unwrap().len(), 20);
+    }
+
+    #[test]
+    fn a_requested_address_is_leased_exactly() {
+        let dir = TempDir::new().unwrap();
+        let a = alloc(&dir, pool("10.0.0.0/24"));
+        let lease = a.allocate_requested(&att("a"), ip("10.0.0.77")).unwrap();
+        assert_eq!(lease.ip, ip("10.0.0.77"));
+        let read = |n: &str| fs::read_to_string(a.dir().join(n)).unwrap();
+        assert_eq!(read("10.0.0.77"), "a\r\neth0");
+        // host-local moves its cursor too: the next free one follows.
+        assert_eq!(read(LAST_RESERVED_FILE), "10.0.0.77");
+        assert_eq!(a.allocate(&att("b")).unwrap().ip, ip("10.0.0.78"));
+        // Asking again for what one holds is idempotent.
+        assert_eq!(
+            a.allocate_requested(&att("a"), ip("10.0.0.77")).unwrap(),
+            lease
+        );
+        assert_eq!(a.allocate(&att("a")).unwrap(), lease);
+        // A released address can be asked for again, by someone else.
+        a.release(&att("a")).unwrap();
+        assert_eq!(
+            a.allocate_requested(&att("c"), ip("10.0.0.77")).unwrap().ip,
+            ip("10.0.0.77")
+        );
+    }
+
+    #[test]
+    fn requested_addresses_taken_or_outside_the_pool_are_code_7() {
+        let dir = TempDir::new().unwrap();
+        let p = Pool::new(
+            "10.0.0.0/24".parse().unwrap(),
+            Some(ip("10.0.0.10")),
+            Some(ip("10.0.0.100")),
+        )
+        .unwrap()
+        .reserve("gateway", ip("10.0.0.50"))
+        .unwrap();
+        let a = alloc(&dir, p);
+        a.allocate_requested(&Attachment::new("holder", "net1"), ip("10.0.0.77"))
+            .unwrap();
+
+        let err = a
+            .allocate_requested(&att("b"), ip("10.0.0.77"))
+            .unwrap_err();
+        assert!(matches!(err, IpamError::RequestedInUse { .. }), "{err:?}");
+        let err = CniError::from(err);
+        assert_eq!(err.code(), 7);
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("requested IP address 10.0.0.77 is in use by holder/net1"),
+            "{msg}"
+        );
+        // Another interface of the holder's container is another attachment.
+        assert!(a
+            .allocate_requested(&Attachment::new("holder", "eth0"), ip("10.0.0.77"))
+            .is_err());
+
+        for outside in [
+            "10.0.0.9",
+            "10.0.0.101",
+            "10.0.0.50",
+            "10.0.0.255",
+            "10.0.1.20",
+            "fd00::5",
+        ] {
+            let err = a.allocate_requested(&att("b"), ip(outside)).unwrap_err();
+            assert!(
+                matches!(err, IpamError::RequestedOutOfRange { .. }),
+                "{outside}: {err:?}"
+            );
+            let err = CniError::from(err);
+            assert_eq!(err.code(), 7, "{outside}");
+            assert!(err.to_string().contains(outside), "{err}");
+            assert!(err.to_string().contains("10.0.0.10-10.0.0.100"), "{err}");
+        }
+
+        // Holding one address and asking for another: DEL first.
+        let err = a
+            .allocate_requested(&Attachment::new("holder", "net1"), ip("10.0.0.78"))
+            .unwrap_err();
+        assert!(
+            matches!(err, IpamError::RequestedWhileHolding { .. }),
+            "{err:?}"
+        );
+        assert_eq!(CniError::from(err).code(), 7);
+        // Nothing was written by the failures.
+        let held: Vec<IpAddr> = a.leases().unwrap().iter().map(|l| l.ip).collect();
+        assert_eq!(held, [ip("10.0.0.77")]);
+    }
+
+    #[test]
+    fn a_requested_address_waits_for_the_lock_and_is_busy_code_11() {
+        let dir = TempDir::new().unwrap();
+        let a = alloc(&dir, pool("10.0.0.0/24")).with_lock_timeout(Duration::from_millis(50));
+        fs::create_dir_all(a.dir()).unwrap();
+        let holder = File::create(a.dir().join(LOCK_FILE)).unwrap();
+        rustix::fs::flock(&holder, FlockOperation::LockExclusive).unwrap();
+        let err = a.allocate_requested(&att("a"), ip("10.0.0.7")).unwrap_err();
+        assert!(matches!(err, IpamError::Busy { .. }), "{err:?}");
+        assert_eq!(CniError::from(err).code(), 11);
+        assert!(!a.dir().join("10.0.0.7").exists());
+        drop(holder);
+        a.allocate_requested(&att("a"), ip("10.0.0.7")).unwrap();
+    }
+
+    #[test]
+    fn twenty_threads_asking_for_one_address_one_gets_it() {
+        let dir = TempDir::new().unwrap();
+        let a = Arc::new(alloc(&dir, pool("10.0.0.0/24")));
+        // Half ask for .5, half take the next free one: .5 is held once,
+        // and never handed out by `allocate` to someone else.
+        let handles: Vec<_> = (0..20)
+            .map(|i| {
+                let a = Arc::clone(&a);
+                thread::spawn(move || {
+                    let who = att(&format!("pod{i}"));
+                    if i % 2 == 0 {
+                        a.allocate_requested(&who, ip("10.0.0.5")).map(|l| l.ip)
+                    } else {
+                        a.allocate(&who).map(|l| l.ip)
+                    }
+                })
+            })
+            .collect();
+        let results: Vec<Result<IpAddr, IpamError>> =
+            handles.into_iter().map(|h| h.join().unwrap()).collect();
+        let ok: Vec<IpAddr> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().copied())
+            .collect();
+        let unique: HashSet<IpAddr> = ok.iter().copied().collect();
+        assert_eq!(
+            unique.len(),
+            ok.len(),
+            "an address handed out twice: {ok:?}"
+        );
+        let fives = ok.iter().filter(|&&x| x == ip("10.0.0.5")).count();
+        assert_eq!(fives, 1, "{results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(matches!(e, IpamError::RequestedInUse { .. }), "{e:?}");
+            }
+        }
+        assert_eq!(a.leases().unwrap().len(), ok.len());
     }
 
     #[test]

@@ -10,14 +10,18 @@
 //! - [`error`]: the spec's error object and codes, one `thiserror` enum;
 //! - [`ipam`]: the built-in host-local-style allocator, leases on disk under
 //!   a file lock;
+//! - [`delegate`]: running another IPAM plugin (`ipam.type`) from
+//!   `CNI_PATH` instead, with a timeout;
 //! - [`plumb`]: the veth pair and the pod end's address, routes and
 //!   offloads, made and removed over rtnetlink;
+//! - [`commands`]: ADD, DEL, CHECK, STATUS and GC, putting those together;
 //! - [`plugin`]: one invocation from environment and stdin to stdout, which
 //!   the `xvs-cni` binary wraps.
 
 #![forbid(unsafe_code)]
 
 pub mod commands;
+pub mod delegate;
 pub mod error;
 pub mod ipam;
 pub mod plugin;

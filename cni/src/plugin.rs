@@ -102,16 +102,20 @@ fn dispatch(env: &Env, conf: &NetConf, log: &mut String) -> Result<String, CniEr
         Command::Add => commands::add(env, conf, log),
         Command::Del => commands::del(env, conf, log).map(|()| String::new()),
         Command::Check => commands::check(env, conf).map(|()| String::new()),
-        Command::Status => commands::status(conf).map(|()| String::new()),
-        Command::Gc => commands::gc(conf, log).map(|()| String::new()),
+        Command::Status => commands::status(env, conf, log).map(|()| String::new()),
+        Command::Gc => commands::gc(env, conf, log).map(|()| String::new()),
         Command::Version => Ok(format!("{}\n", version_reply(&[]))),
     }
 }
 
 fn failure(e: &CniError, version: CniVersion, what: &str) -> Output {
+    let from = match e {
+        CniError::Delegated { plugin, .. } => format!(", from IPAM plugin {plugin}"),
+        _ => String::new(),
+    };
     Output {
         stdout: format!("{}\n", e.to_reply(version).to_json()),
-        stderr: format!("xvs-cni: {what}{e} (code {})\n", e.code().as_u32()),
+        stderr: format!("xvs-cni: {what}{e} (code {}{from})\n", e.code()),
         exit_code: 1,
     }
 }
@@ -209,14 +213,281 @@ mod tests {
         assert_eq!(held, 0);
     }
 
+    /// An xvsd stand-in on `socket` answering every request with an empty
+    /// list (an empty `port-list`; `version` only needs an answer).
+    fn fake_xvsd(socket: &std::path::Path) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut writer = stream.try_clone().unwrap();
+                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                        let request: Value = serde_json::from_str(&line).unwrap();
+                        let reply = json!({"id": request["id"], "result": []});
+                        writeln!(writer, "{reply}").unwrap();
+                    }
+                });
+            }
+        });
+    }
+
+    /// A fake IPAM plugin `fake` in `dir/bin` that appends its CNI_COMMAND
+    /// to `dir/calls` and then runs `body` (with `$CNI_COMMAND` set).
+    fn fake_ipam(dir: &std::path::Path, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let path = bin.join("fake");
+        let calls = dir.join("calls");
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"$CNI_COMMAND\" >> {}\n{body}\n",
+                calls.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    fn calls(dir: &std::path::Path) -> String {
+        std::fs::read_to_string(dir.join("calls")).unwrap_or_default()
+    }
+
+    const FAKE_RESULT: &str = r#"'{"cniVersion": "1.1.0", "ips": [{"address": "10.9.0.7/24", "gateway": "10.9.0.1"}], "dns": {"nameservers": ["10.9.0.53"]}}'"#;
+
+    /// A 1.1.0 config delegating to `fake`, xvsd on `dir/xvsd.sock`.
+    fn delegating_conf(dir: &std::path::Path) -> String {
+        json!({"cniVersion": "1.1.0", "name": "xvs", "type": "xvs-cni",
+               "socket": dir.join("xvsd.sock"),
+               "ipam": {"type": "fake", "ranges": [[{"subnet": "10.9.0.0/24"}]]},
+               "cni.dev/valid-attachments": []})
+        .to_string()
+    }
+
+    /// `attach(command)` with CNI_PATH = `dir/bin` and a netns that does
+    /// not exist (so ADD fails at plumbing, after IPAM, without root).
+    fn attach_in(command: &'static str, dir: &std::path::Path) -> Vec<(&'static str, String)> {
+        vec![
+            ("CNI_COMMAND", command.to_owned()),
+            ("CNI_CONTAINERID", "abc123".to_owned()),
+            (
+                "CNI_NETNS",
+                "/var/run/netns/xvs-cni-unit-test-gone".to_owned(),
+            ),
+            ("CNI_IFNAME", "eth0".to_owned()),
+            ("CNI_PATH", dir.join("bin").display().to_string()),
+        ]
+    }
+
+    fn invoke_owned(vars: &[(&str, String)], stdin: &str) -> (Value, Output) {
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        invoke(&vars, stdin)
+    }
+
     #[test]
-    fn delegated_ipam_is_not_supported_yet_code_2() {
-        let conf = CONF.replace(
-            r#""podCIDR": "10.244.1.0/24","#,
-            r#""ipam": {"type": "host-local"},"#,
+    fn delegated_add_without_xvsd_is_code_11_and_never_runs_the_delegate() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_ipam(dir.path(), &format!("echo {FAKE_RESULT}"));
+        let (json, _) = invoke_owned(&attach_in("ADD", dir.path()), &delegating_conf(dir.path()));
+        assert_eq!(json["code"], 11, "{json}");
+        assert_eq!(calls(dir.path()), "");
+    }
+
+    #[test]
+    fn a_failed_add_gives_the_delegates_address_back_with_its_del() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_ipam(
+            dir.path(),
+            &format!("[ \"$CNI_COMMAND\" = ADD ] && echo {FAKE_RESULT}; exit 0"),
         );
-        let (json, _) = invoke(&attach("ADD"), &conf);
-        assert_eq!(json["code"], 2, "{json}");
+        fake_xvsd(&dir.path().join("xvsd.sock"));
+        let (json, out) = invoke_owned(&attach_in("ADD", dir.path()), &delegating_conf(dir.path()));
+        // The delegate's address was taken, then plumbing failed (no netns).
+        assert_eq!(json["code"], 4, "{json}");
+        assert!(
+            json["msg"].as_str().unwrap().contains("does not exist"),
+            "{json}"
+        );
+        assert_eq!(calls(dir.path()), "ADD\nDEL\n", "{}", out.stderr);
+    }
+
+    #[test]
+    fn a_delegate_result_without_ipv4_is_code_7_and_given_back() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_ipam(
+            dir.path(),
+            r#"[ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion": "1.1.0", "ips": [{"address": "fd00::7/64"}]}'; exit 0"#,
+        );
+        fake_xvsd(&dir.path().join("xvsd.sock"));
+        let (json, _) = invoke_owned(&attach_in("ADD", dir.path()), &delegating_conf(dir.path()));
+        assert_eq!(json["code"], 7, "{json}");
+        let msg = json["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("fake returned no IPv4 address") && msg.contains("fd00::7/64"),
+            "{msg}"
+        );
+        assert_eq!(calls(dir.path()), "ADD\nDEL\n");
+    }
+
+    #[test]
+    fn the_delegates_add_error_reaches_the_runtime_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_ipam(
+            dir.path(),
+            r#"echo '{"cniVersion": "1.1.0", "code": 999, "msg": "no IP addresses available in range set", "details": "widen it"}'; exit 1"#,
+        );
+        fake_xvsd(&dir.path().join("xvsd.sock"));
+        let (json, out) = invoke_owned(&attach_in("ADD", dir.path()), &delegating_conf(dir.path()));
+        assert_eq!(out.exit_code, 1);
+        assert_eq!(
+            json,
+            json!({"cniVersion": "1.1.0", "code": 999,
+                   "msg": "no IP addresses available in range set", "details": "widen it"})
+        );
+        assert!(
+            out.stderr.contains("from IPAM plugin fake"),
+            "{}",
+            out.stderr
+        );
+        // Nothing was allocated: nothing to give back.
+        assert_eq!(calls(dir.path()), "ADD\n");
+    }
+
+    #[test]
+    fn a_missing_delegate_is_code_7_naming_it_and_cni_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("bin")).unwrap();
+        fake_xvsd(&dir.path().join("xvsd.sock"));
+        let (json, _) = invoke_owned(&attach_in("ADD", dir.path()), &delegating_conf(dir.path()));
+        assert_eq!(json["code"], 7, "{json}");
+        let msg = json["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("\"fake\"") && msg.contains(&dir.path().join("bin").display().to_string()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn delegated_del_runs_the_delegates_del_and_returns_its_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_ipam(dir.path(), "exit 0");
+        // No xvsd: port-del is skipped, as always.
+        let (json, out) = invoke_owned(&attach_in("DEL", dir.path()), &delegating_conf(dir.path()));
+        assert_eq!(out.exit_code, 0, "{json} {}", out.stderr);
+        assert_eq!(calls(dir.path()), "DEL\n");
+
+        fake_ipam(
+            dir.path(),
+            r#"echo '{"code": 11, "msg": "lease store locked"}'; exit 1"#,
+        );
+        let (json, _) = invoke_owned(&attach_in("DEL", dir.path()), &delegating_conf(dir.path()));
+        assert_eq!(
+            (json["code"].clone(), json["msg"].clone()),
+            (json!(11), json!("lease store locked"))
+        );
+    }
+
+    #[test]
+    fn delegated_check_fails_with_the_delegates_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_ipam(
+            dir.path(),
+            r#"grep -q '"prevResult"' || exit 3; echo '{"code": 7, "msg": "no IP for abc123/eth0"}'; exit 1"#,
+        );
+        let mut conf: Value = serde_json::from_str(&delegating_conf(dir.path())).unwrap();
+        conf["prevResult"] = json!({"cniVersion": "1.1.0",
+                                    "ips": [{"address": "10.9.0.7/32", "interface": 1}]});
+        let (json, _) = invoke_owned(&attach_in("CHECK", dir.path()), &conf.to_string());
+        assert_eq!(json["code"], 7, "{json}");
+        assert_eq!(json["msg"], "no IP for abc123/eth0");
+        assert_eq!(calls(dir.path()), "CHECK\n");
+    }
+
+    #[test]
+    fn delegated_gc_and_status_skip_plugins_from_before_1_1() {
+        let dir = tempfile::tempdir().unwrap();
+        // Debian 12's host-local 1.1.1 to GC and STATUS.
+        fake_ipam(
+            dir.path(),
+            r#"echo "{\"code\": 4, \"msg\": \"unknown CNI_COMMAND: $CNI_COMMAND\"}"; exit 1"#,
+        );
+        fake_xvsd(&dir.path().join("xvsd.sock"));
+        let conf = delegating_conf(dir.path());
+        let path = dir.path().join("bin").display().to_string();
+        for command in ["GC", "STATUS"] {
+            let (json, out) = invoke(&[("CNI_COMMAND", command), ("CNI_PATH", &path)], &conf);
+            assert_eq!(out.exit_code, 0, "{command}: {json}");
+            assert!(out.stdout.is_empty());
+            assert!(
+                out.stderr
+                    .contains(&format!("unknown CNI_COMMAND: {command}")),
+                "{}",
+                out.stderr
+            );
+        }
+        assert_eq!(calls(dir.path()), "GC\nSTATUS\n");
+        // Any other failure is the answer.
+        fake_ipam(
+            dir.path(),
+            r#"echo '{"code": 50, "msg": "lease store unavailable"}'; exit 1"#,
+        );
+        let (json, _) = invoke(&[("CNI_COMMAND", "STATUS"), ("CNI_PATH", &path)], &conf);
+        assert_eq!(json["code"], 50, "{json}");
+        let (json, _) = invoke(&[("CNI_COMMAND", "GC"), ("CNI_PATH", &path)], &conf);
+        assert_eq!(json["code"], 50, "{json}");
+    }
+
+    #[test]
+    fn runtime_config_ips_with_built_in_ipam() {
+        let dir = tempfile::tempdir().unwrap();
+        fake_xvsd(&dir.path().join("no-xvsd.sock"));
+        let mut conf: Value = serde_json::from_str(&conf_in(dir.path(), "1.0.0")).unwrap();
+        conf["runtimeConfig"] = json!({"ips": ["10.244.1.77/24"]});
+        let parsed = NetConf::parse(conf.to_string().as_bytes()).unwrap();
+        let crate::spec::Ipam::BuiltIn { pool, data_dir } = &parsed.ipam else {
+            panic!("built-in IPAM expected");
+        };
+        let ipam = crate::ipam::HostLocal::new(data_dir, pool.clone());
+
+        // Plumbing fails (no netns) after the lease was taken: given back.
+        let (json, _) = invoke_owned(&attach_in("ADD", dir.path()), &conf.to_string());
+        assert_eq!(json["code"], 4, "{json}");
+        assert!(ipam.leases().unwrap().is_empty());
+
+        // Held by another attachment: code 7 naming address and holder.
+        ipam.allocate_requested(
+            &crate::spec::Attachment::new("other", "eth0"),
+            "10.244.1.77".parse().unwrap(),
+        )
+        .unwrap();
+        let (json, _) = invoke_owned(&attach_in("ADD", dir.path()), &conf.to_string());
+        assert_eq!(json["code"], 7, "{json}");
+        let msg = json["msg"].as_str().unwrap();
+        assert!(
+            msg.contains("10.244.1.77") && msg.contains("other/eth0"),
+            "{msg}"
+        );
+        assert_eq!(ipam.leases().unwrap().len(), 1);
+
+        // args.cni.ips the same way; outside the pool is code 7.
+        let mut conf: Value = serde_json::from_str(&conf_in(dir.path(), "1.0.0")).unwrap();
+        conf["args"] = json!({"cni": {"ips": ["10.244.2.5"]}});
+        let (json, _) = invoke_owned(&attach_in("ADD", dir.path()), &conf.to_string());
+        assert_eq!(json["code"], 7, "{json}");
+        assert!(
+            json["msg"].as_str().unwrap().contains("10.244.2.5"),
+            "{json}"
+        );
+        // Only IPv6 asked for: code 7.
+        conf["args"] = json!({"cni": {"ips": ["fd00::5"]}});
+        let (json, _) = invoke_owned(&attach_in("ADD", dir.path()), &conf.to_string());
+        assert_eq!(json["code"], 7, "{json}");
+        assert!(
+            json["msg"].as_str().unwrap().contains("args.cni.ips"),
+            "{json}"
+        );
     }
 
     #[test]

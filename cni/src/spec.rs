@@ -37,7 +37,16 @@
 //! **IPAM.** Without `ipam.type` the built-in host-local-style allocator
 //! ([`crate::ipam`]) serves `ipam.subnet`, or the top-level `podCIDR` (alias
 //! `subnet`), the node's pod CIDR. With `ipam.type` the allocation is delegated
-//! to that plugin from `CNI_PATH`, which receives this same configuration.
+//! to that plugin, found in `CNI_PATH` ([`crate::delegate`]): it receives this
+//! same configuration ([`NetConf::raw`]) and owns the whole `ipam` section,
+//! so host-local fields we do not implement (`ranges`, `routes`) are fine
+//! there, and `ipam.type` must be a bare name (code 7 for a path).
+//!
+//! **Capability arguments.** `runtimeConfig.ips` (and the older convention
+//! `args.cni.ips`, read the same way) asks for addresses, `runtimeConfig.mac`
+//! for the pod interface's MAC (unicast and non-zero, code 7 otherwise). The
+//! built-in IPAM serves the first requested IPv4 address; a delegated one
+//! reads them itself from its stdin. `CNI_ARGS`' `IP=` is not read.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -48,6 +57,7 @@ use std::str::FromStr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use xvs_control::state::MacAddr;
 
 use crate::error::CniError;
 use crate::ipam::{Pool, DEFAULT_DATA_DIR};
@@ -361,8 +371,8 @@ pub enum Ipam {
 pub struct RuntimeConfig {
     /// `ips` capability: addresses asked for this attachment.
     pub ips: Vec<IpNet>,
-    /// `mac` capability: the pod interface's MAC.
-    pub mac: Option<String>,
+    /// `mac` capability: the pod interface's MAC (unicast, non-zero).
+    pub mac: Option<MacAddr>,
     /// The other capabilities (`portMappings`, `bandwidth`, ...), untouched,
     /// for the chained plugins that own them.
     pub other: BTreeMap<String, Value>,
@@ -398,6 +408,9 @@ pub struct NetConf {
     pub valid_attachments: Option<Vec<Attachment>>,
     /// `args`, untouched (conventions: `args.cni.ips`, ...).
     pub args: Option<Value>,
+    /// `args.cni.ips`: addresses asked for, as `runtimeConfig.ips` (which
+    /// comes first).
+    pub args_ips: Vec<IpNet>,
     /// The configuration as received (derived, if a conflist was given);
     /// delegated IPAM plugins get exactly this on their stdin.
     pub raw: Value,
@@ -452,7 +465,7 @@ impl NetConf {
     /// Decodes and validates stdin (a plugin configuration or a conflist).
     pub fn parse(stdin: &[u8]) -> Result<NetConf, CniError> {
         let decode = |source| CniError::Decode {
-            what: "the network configuration on stdin",
+            what: "the network configuration on stdin".into(),
             source,
         };
         let mut value: Value = serde_json::from_slice(stdin).map_err(decode)?;
@@ -556,21 +569,7 @@ impl NetConf {
         let runtime_config = match raw.runtime_config {
             None => RuntimeConfig::default(),
             Some(rc) => RuntimeConfig {
-                ips: rc
-                    .ips
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|s| {
-                        IpNet::from_str(s)
-                            .or_else(|_| IpAddr::from_str(s).map(IpNet::from))
-                            .map_err(|_| {
-                                CniError::invalid_config(
-                                    "runtimeConfig.ips",
-                                    format!("{s:?} is not an IP or address/prefix"),
-                                )
-                            })
-                    })
-                    .collect::<Result<_, _>>()?,
+                ips: parse_ips("runtimeConfig.ips", &rc.ips.unwrap_or_default())?,
                 mac: rc
                     .mac
                     .map(|m| validate_mac("runtimeConfig.mac", m))
@@ -592,10 +591,30 @@ impl NetConf {
             ));
         }
 
+        let args_ips = match raw.args.as_ref().and_then(|a| a.pointer("/cni/ips")) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(list)) => {
+                let strings = list
+                    .iter()
+                    .map(|v| v.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<String>>>()
+                    .ok_or_else(|| {
+                        CniError::invalid_config("args.cni.ips", "must be a list of strings")
+                    })?;
+                parse_ips("args.cni.ips", &strings)?
+            }
+            Some(_) => {
+                return Err(CniError::invalid_config(
+                    "args.cni.ips",
+                    "must be a list of strings",
+                ))
+            }
+        };
+
         let prev_result = raw
             .prev_result
             .as_ref()
-            .map(CniResult::from_json)
+            .map(|v| CniResult::from_json(v, "prevResult"))
             .transpose()?;
 
         Ok(NetConf {
@@ -612,6 +631,7 @@ impl NetConf {
             prev_result,
             valid_attachments: raw.valid_attachments.or(raw.attachments),
             args: raw.args,
+            args_ips,
             raw: value,
         })
     }
@@ -780,20 +800,38 @@ fn parse_ip(field: &str, s: &str) -> Result<IpAddr, CniError> {
     IpAddr::from_str(s).map_err(|_| CniError::invalid_config(field, format!("{s:?} is not an IP")))
 }
 
-fn validate_mac(field: &str, mac: String) -> Result<String, CniError> {
+/// Addresses with or without a prefix (`10.1.2.3/24`, `10.1.2.3`).
+fn parse_ips(field: &str, list: &[String]) -> Result<Vec<IpNet>, CniError> {
+    list.iter()
+        .map(|s| {
+            IpNet::from_str(s)
+                .or_else(|_| IpAddr::from_str(s).map(IpNet::from))
+                .map_err(|_| {
+                    CniError::invalid_config(field, format!("{s:?} is not an IP or address/prefix"))
+                })
+        })
+        .collect()
+}
+
+/// Six bytes of two hex digits each, and a MAC a pod interface can have
+/// ([`crate::plumb::check_mac`]: unicast, non-zero).
+fn validate_mac(field: &str, mac: String) -> Result<MacAddr, CniError> {
     let parts: Vec<&str> = mac.split(':').collect();
     let ok = parts.len() == 6
         && parts
             .iter()
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
-    if ok {
-        Ok(mac.to_ascii_lowercase())
-    } else {
-        Err(CniError::invalid_config(
-            field,
-            format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
-        ))
-    }
+    let parsed = match MacAddr::from_str(&mac) {
+        Ok(parsed) if ok => parsed,
+        _ => {
+            return Err(CniError::invalid_config(
+                field,
+                format!("{mac:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"),
+            ))
+        }
+    };
+    crate::plumb::check_mac(parsed).map_err(|e| CniError::invalid_config(field, e.to_string()))?;
+    Ok(parsed)
 }
 
 #[cfg(test)]
@@ -843,7 +881,7 @@ mod tests {
 
     fn code(r: Result<Env, CniError>) -> (u32, String) {
         let e = r.unwrap_err();
-        (e.code().as_u32(), e.to_string())
+        (e.code(), e.to_string())
     }
 
     #[test]
@@ -989,7 +1027,7 @@ mod tests {
 
     fn conf_code(v: Value) -> (u32, String) {
         let e = conf(v).unwrap_err();
-        (e.code().as_u32(), e.to_string())
+        (e.code(), e.to_string())
     }
 
     #[test]
@@ -1037,7 +1075,11 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/tmp/xvsd.sock"));
         assert_eq!(c.dns.nameservers, vec!["10.96.0.10"]);
         assert_eq!(c.runtime_config.ips.len(), 2);
-        assert_eq!(c.runtime_config.mac.as_deref(), Some("0a:58:0a:f4:01:05"));
+        assert_eq!(
+            c.runtime_config.mac.map(|m| m.to_string()).as_deref(),
+            Some("0a:58:0a:f4:01:05")
+        );
+        assert_eq!(c.args_ips, vec!["10.244.1.15/32".parse::<IpNet>().unwrap()]);
         assert!(c.runtime_config.other.contains_key("portMappings"));
         assert!(c.args.is_some());
         let prev = c.prev_result.unwrap();
@@ -1079,7 +1121,7 @@ mod tests {
             b"\"a string\"",
         ] {
             let e = NetConf::parse(bad).unwrap_err();
-            assert_eq!(e.code().as_u32(), 6, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(e.code(), 6, "{}", String::from_utf8_lossy(bad));
         }
         for (key, value) in [
             ("mtu", json!("1450")),
@@ -1157,6 +1199,22 @@ mod tests {
                 set(base(), "runtimeConfig", json!({"mac": "0a:58"})),
                 "runtimeConfig.mac",
             ),
+            (
+                set(base(), "runtimeConfig", json!({"mac": "01:00:5e:00:00:01"})),
+                "runtimeConfig.mac",
+            ),
+            (
+                set(base(), "runtimeConfig", json!({"mac": "00:00:00:00:00:00"})),
+                "runtimeConfig.mac",
+            ),
+            (
+                set(base(), "args", json!({"cni": {"ips": ["10.244.1.300"]}})),
+                "args.cni.ips",
+            ),
+            (
+                set(base(), "args", json!({"cni": {"ips": "10.244.1.3"}})),
+                "args.cni.ips",
+            ),
             (set(base(), "plugins", json!("x")), "plugins"),
         ];
         for (v, field) in cases {
@@ -1201,17 +1259,14 @@ mod tests {
     #[test]
     fn commands_need_their_versions() {
         let c = conf(set(base(), "cniVersion", json!("0.3.1"))).unwrap();
-        assert_eq!(
-            c.check_command(Command::Check).unwrap_err().code().as_u32(),
-            1
-        );
+        assert_eq!(c.check_command(Command::Check).unwrap_err().code(), 1);
         c.check_command(Command::Add).unwrap();
         c.check_command(Command::Del).unwrap();
         let c = conf(base()).unwrap();
         c.check_command(Command::Check).unwrap();
         for cmd in [Command::Status, Command::Gc] {
             let e = c.check_command(cmd).unwrap_err();
-            assert_eq!(e.code().as_u32(), 1);
+            assert_eq!(e.code(), 1);
             assert_eq!(
                 e.to_string(),
                 format!("{cmd} needs cniVersion 1.1.0 or later, the configuration says 1.0.0")
@@ -1219,7 +1274,7 @@ mod tests {
         }
         let c = conf(set(base(), "cniVersion", json!("1.1.0"))).unwrap();
         c.check_command(Command::Status).unwrap();
-        assert_eq!(c.check_command(Command::Gc).unwrap_err().code().as_u32(), 7);
+        assert_eq!(c.check_command(Command::Gc).unwrap_err().code(), 7);
     }
 
     #[test]

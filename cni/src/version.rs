@@ -312,20 +312,21 @@ impl CniResult {
         Value::Object(out)
     }
 
-    /// Decodes a result (a `prevResult`) of any supported version.
+    /// Decodes a result of any supported version: a `prevResult`, or what a
+    /// delegated IPAM plugin printed. `what` names it in errors ("prevResult",
+    /// "the result of IPAM plugin host-local").
     ///
     /// Wrong JSON types and unparsable addresses are decoding failures
-    /// (code 6): the result was produced by a program, not written by a person.
-    pub fn from_json(value: &Value) -> Result<CniResult, CniError> {
-        let wire: wire::Result =
-            serde_json::from_value(value.clone()).map_err(|source| CniError::Decode {
-                what: "prevResult",
-                source,
-            })?;
-        wire.into_result().map_err(|reason| CniError::Decode {
-            what: "prevResult",
-            source: serde::de::Error::custom(reason),
-        })
+    /// (code 6): the result was produced by a program, not written by a
+    /// person. `cniVersion` is not looked at: every shape we speak decodes.
+    pub fn from_json(value: &Value, what: &str) -> Result<CniResult, CniError> {
+        let decode = |source| CniError::Decode {
+            what: what.to_owned(),
+            source,
+        };
+        let wire: wire::Result = serde_json::from_value(value.clone()).map_err(decode)?;
+        wire.into_result()
+            .map_err(|reason| decode(serde::de::Error::custom(reason)))
     }
 }
 
@@ -625,12 +626,12 @@ mod tests {
     fn decode_round_trips_every_version() {
         for version in CniVersion::SUPPORTED {
             let encoded = full().to_json(version);
-            let decoded = CniResult::from_json(&encoded).unwrap();
+            let decoded = CniResult::from_json(&encoded, "prevResult").unwrap();
             // What the version cannot carry is lost, nothing else.
             assert_eq!(decoded.to_json(version), encoded, "{version}");
         }
         let v11 = full().to_json(CniVersion::V1_1_0);
-        assert_eq!(CniResult::from_json(&v11).unwrap(), full());
+        assert_eq!(CniResult::from_json(&v11, "prevResult").unwrap(), full());
     }
 
     #[test]
@@ -641,10 +642,21 @@ mod tests {
             json!({"routes": [{"dst": "0.0.0.0/0", "gw": "x"}]}),
             json!({"interfaces": [{"mac": "ee:ee:ee:ee:ee:ee"}]}),
         ] {
-            let err = CniResult::from_json(&bad).unwrap_err();
-            assert_eq!(err.code().as_u32(), 6, "{bad}: {err}");
+            let err = CniResult::from_json(&bad, "prevResult").unwrap_err();
+            assert_eq!(err.code(), 6, "{bad}: {err}");
             assert!(err.to_string().contains("prevResult"), "{err}");
         }
+        let err = CniResult::from_json(
+            &json!({"ips": [{"address": "nope"}]}),
+            "the result of IPAM plugin host-local",
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), 6);
+        assert!(
+            err.to_string()
+                .starts_with("cannot decode the result of IPAM plugin host-local: "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -654,7 +666,7 @@ mod tests {
         }
         for bad in ["0.2.0", "0.3.0", "1.2.0", "2.0.0", "1.0", "", "latest"] {
             let err = CniVersion::parse(bad).unwrap_err();
-            assert_eq!(err.code().as_u32(), 1, "{bad}");
+            assert_eq!(err.code(), 1, "{bad}");
             let msg = err.to_string();
             assert!(msg.contains("0.3.1, 0.4.0, 1.0.0, 1.1.0"), "{msg}");
         }

@@ -110,6 +110,7 @@ fn request(id: &str, ns: &Ns, address: Ipv4Addr) -> (AttachRequest, HostLink) {
         address,
         gateway: GATEWAY,
         mtu: 1450,
+        mac: None,
     };
     (req, guard)
 }
@@ -327,6 +328,7 @@ fn attach_into_a_missing_netns_fails_clearly() {
         address: Ipv4Addr::new(10, 244, 1, 14),
         gateway: GATEWAY,
         mtu: 1450,
+        mac: None,
     };
     let err = plumb::attach(&req).expect_err("missing netns");
     assert!(matches!(err, PlumbError::NetnsNotFound { .. }), "{err:?}");
@@ -363,6 +365,38 @@ fn bad_names_and_mtus_are_refused_before_anything_is_made() {
     assert!(matches!(
         plumb::attach(&tiny),
         Err(PlumbError::InvalidMtu { mtu: 60 })
+    ));
+    assert!(!host_link_exists(&req.host_ifname));
+    assert_eq!(ns.links(), ["lo"]);
+}
+
+#[test]
+fn attach_sets_the_requested_mac() {
+    if !root_or_skip("attach_sets_the_requested_mac") {
+        return;
+    }
+    let ns = Ns::new("mac");
+    let (req, _host) = request("mac", &ns, Ipv4Addr::new(10, 244, 1, 17));
+    let mac = "02:12:34:56:78:9a".parse().unwrap();
+    let req = AttachRequest {
+        mac: Some(mac),
+        ..req
+    };
+    let attached = plumb::attach(&req).expect("attach");
+    assert_eq!(attached.pod_mac, mac);
+    let link = &json(&format!("ip -n {} -j link show dev eth0", ns.name))[0];
+    assert_eq!(link["address"], "02:12:34:56:78:9a", "{link}");
+    assert_eq!(plumb::inspect(&ns.path(), "eth0").unwrap().mac, mac);
+    plumb::detach(&req.host_ifname, &ns.path(), "eth0").expect("detach");
+
+    // A multicast MAC is refused before anything is made.
+    let bad = AttachRequest {
+        mac: Some("01:00:5e:00:00:01".parse().unwrap()),
+        ..req.clone()
+    };
+    assert!(matches!(
+        plumb::attach(&bad),
+        Err(PlumbError::InvalidMac { .. })
     ));
     assert!(!host_link_exists(&req.host_ifname));
     assert_eq!(ns.links(), ["lo"]);

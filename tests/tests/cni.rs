@@ -724,3 +724,225 @@ fn cnitool_add_onto_an_existing_ifname_fails_and_leaks_nothing() {
     assert!(leases(net.dir(), "xvsexists").is_empty());
     drop(xvsd);
 }
+
+/// host-local's lease file for `ip` in its `dataDir` (`<dir>/ipam`) of
+/// network `net`: "<container id>\r\n<ifname>".
+fn host_local_lease(dir: &Path, net: &str, ip: &str) -> String {
+    let path = dir.join("ipam").join(net).join(ip);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn cnitool_delegates_ipam_to_host_local() {
+    let Some(_serial) = root_or_skip("cnitool_delegates_ipam_to_host_local") else {
+        return;
+    };
+    let (a, b) = ("xcnihl-a", "xcnihl-b");
+    let mut topo = Topology::default();
+    topo.netns(a);
+    topo.netns(b);
+    let bin = TempDir::new("xvs-cni-bin");
+    let path = cni_path(&bin);
+    let env = [("CNI_PATH", path.as_str())];
+    let state = TempDir::new("xvs-cni-hl");
+    let (xvsd, socket) = start_xvsd(state.path());
+    let name = "xvshl";
+    let net = CniNet::new(name, |dir| {
+        json!({
+            "cniVersion": "1.0.0",
+            "plugins": [{
+                "type": "xvs-cni",
+                "socket": socket,
+                // Debian's host-local (1.1.1), found in CNI_PATH; it owns
+                // the whole section, `ranges` included.
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": "10.244.1.0/24", "rangeStart": "10.244.1.50"}]],
+                    "dataDir": dir.join("ipam"),
+                },
+                "dns": { "nameservers": ["10.96.0.10"] },
+            }]
+        })
+    });
+
+    let (ip_a, host_a) = add(&net, a, &env, "1.0.0");
+    let (ip_b, host_b) = add(&net, b, &env, "1.0.0");
+    topo.link(&host_a);
+    topo.link(&host_b);
+    // host-local hands out from rangeStart, in order.
+    assert_eq!(
+        (ip_a.as_str(), ip_b.as_str()),
+        ("10.244.1.50", "10.244.1.51")
+    );
+    assert_eq!(leases(net.dir(), name), [ip_a.clone(), ip_b.clone()]);
+    for (ns, ip) in [(a, &ip_a), (b, &ip_b)] {
+        let lease = host_local_lease(net.dir(), name, ip);
+        assert!(
+            lease.starts_with("cnitool-") && lease.ends_with("\r\neth0"),
+            "{lease:?}"
+        );
+        let shown = run(&format!("ip -n {ns} -4 addr show dev eth0"));
+        assert!(shown.contains(&format!("inet {ip}/32")), "{shown}");
+    }
+    let listed = ports(&socket);
+    for (host, ip) in [(&host_a, &ip_a), (&host_b, &ip_b)] {
+        let port = listed
+            .iter()
+            .find(|p| p["name"] == host.as_str())
+            .unwrap_or_else(|| panic!("no port {host} in {listed:?}"));
+        assert_eq!(port["kind"]["pod"]["ip"], ip.as_str(), "{port}");
+    }
+
+    assert!(ping_eventually(a, &ip_b, 10), "{}", xvsd.log());
+    assert!(ping_eventually(b, &ip_a, 10), "{}", xvsd.log());
+
+    // CHECK runs host-local's CHECK too (which looks for its lease).
+    cnitool_ok("check", &net, &netns_path(a), &env);
+    cnitool_ok("check", &net, &netns_path(b), &env);
+
+    for _ in 0..2 {
+        cnitool_ok("del", &net, &netns_path(a), &env);
+    }
+    assert_eq!(leases(net.dir(), name), [ip_b.as_str()]);
+    assert!(!ports(&socket).iter().any(|p| p["name"] == host_a.as_str()));
+    assert!(!link_exists(&host_a));
+    cnitool_ok("del", &net, &netns_path(b), &env);
+    cnitool_ok("del", &net, &netns_path(b), &env);
+    assert!(leases(net.dir(), name).is_empty());
+    assert!(ports(&socket).is_empty(), "{:?}", ports(&socket));
+    drop(xvsd);
+}
+
+#[test]
+fn cnitool_runtime_config_ips_and_mac() {
+    let Some(_serial) = root_or_skip("cnitool_runtime_config_ips_and_mac") else {
+        return;
+    };
+    let (a, b) = ("xcnicap-a", "xcnicap-b");
+    let mut topo = Topology::default();
+    topo.netns(a);
+    topo.netns(b);
+    let bin = TempDir::new("xvs-cni-bin");
+    // The wrapper records xvs-cni's reply, for the error code.
+    let path = recording_cni_path(&bin);
+    let mac = "02:12:34:56:78:9a";
+    let caps = json!({"ips": ["10.244.1.77/24"], "mac": mac}).to_string();
+    let env = [("CNI_PATH", path.as_str()), ("CAP_ARGS", caps.as_str())];
+    let state = TempDir::new("xvs-cni-cap");
+    let (xvsd, socket) = start_xvsd(state.path());
+    let name = "xvscap";
+    let net = CniNet::new(name, |dir| {
+        let mut list = xvs_conflist("1.0.0", &socket, dir);
+        // libcni passes only the capabilities a plugin declares.
+        list["plugins"][0]["capabilities"] = json!({"ips": true, "mac": true});
+        list
+    });
+
+    let (ip, host) = add(&net, a, &env, "1.0.0");
+    topo.link(&host);
+    assert_eq!(ip, "10.244.1.77");
+    let reply = recorded_reply(&bin);
+    assert_eq!(reply["interfaces"][1]["mac"], mac, "{reply}");
+    let shown = run(&format!("ip -n {a} -4 addr show dev eth0"));
+    assert!(shown.contains("inet 10.244.1.77/32"), "{shown}");
+    let link = run(&format!("ip -n {a} link show dev eth0"));
+    assert!(link.contains(&format!("link/ether {mac} ")), "{link}");
+    assert_eq!(leases(net.dir(), name), ["10.244.1.77"]);
+    let listed = ports(&socket);
+    let port = listed
+        .iter()
+        .find(|p| p["name"] == host.as_str())
+        .unwrap_or_else(|| panic!("no port {host} in {listed:?}"));
+    assert_eq!(port["kind"]["pod"]["mac"], mac, "{port}");
+    assert_eq!(port["kind"]["pod"]["ip"], "10.244.1.77", "{port}");
+    cnitool_ok("check", &net, &netns_path(a), &env);
+
+    // A second pod asking for the same address: code 7 naming it and its
+    // holder, nothing made, a keeps it.
+    let caps_b = json!({"ips": ["10.244.1.77/24"]}).to_string();
+    let env_b = [("CNI_PATH", path.as_str()), ("CAP_ARGS", caps_b.as_str())];
+    let out = cnitool("add", &net, &netns_path(b), &env_b);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    let reply = recorded_reply(&bin);
+    assert_eq!(reply["code"], 7, "{reply}");
+    let msg = reply["msg"].as_str().expect("a msg");
+    assert!(msg.contains("10.244.1.77 is in use by cnitool-"), "{msg}");
+    assert!(text.contains(msg), "{text}");
+    let container_b =
+        std::fs::read_to_string(bin.path().join("containerid")).expect("the container id");
+    let host_b = host_ifname(&container_b, "eth0");
+    topo.link(&host_b);
+    assert!(!link_exists(&host_b), "{host_b} leaked");
+    let left = run(&format!("ip -n {b} -o link show"));
+    assert!(!left.contains("eth0"), "{left}");
+    assert_eq!(leases(net.dir(), name), ["10.244.1.77"]);
+    assert_eq!(ports(&socket).len(), 1, "{:?}", ports(&socket));
+
+    cnitool_ok("del", &net, &netns_path(a), &env);
+    assert!(leases(net.dir(), name).is_empty());
+    assert!(ports(&socket).is_empty(), "{:?}", ports(&socket));
+    drop(xvsd);
+}
+
+/// Without `mtu` in the configuration a pod gets xvsd's uplink MTU minus
+/// the 50 bytes of VXLAN (here a 1700-byte uplink: 1650), and `mtu`
+/// overrides it.
+#[test]
+fn cnitool_pod_mtu_follows_the_uplink() {
+    let Some(_serial) = root_or_skip("cnitool_pod_mtu_follows_the_uplink") else {
+        return;
+    };
+    let mut topo = Topology::default();
+    topo.host("xcmu-ext", "xcmuup", "192.168.78.2/24");
+    run("ip link set xcmuup mtu 1700");
+    run("ip -n xcmu-ext link set eth0 mtu 1700");
+    topo.netns("xcmu-a");
+    topo.netns("xcmu-b");
+    let bin = TempDir::new("xvs-cni-bin");
+    let path = cni_path(&bin);
+    let env = [("CNI_PATH", path.as_str())];
+    let state = TempDir::new("xvs-cni-mtu");
+    let socket = state.path().join("xvsd.sock");
+    let socket_arg = socket.display().to_string();
+    let xvsd = common::Xvsd::start(&[
+        "--control-socket",
+        &socket_arg,
+        "--uplink",
+        "xcmuup",
+        "--node-ip",
+        "192.168.78.1",
+        "--pod-cidr",
+        "10.244.1.0/24",
+    ]);
+    let show = run(&format!(
+        "{} --socket {socket_arg} show",
+        common::bin_path("xvsctl").display()
+    ));
+    assert!(show.contains("pod MTU 1650"), "{show}");
+
+    for (ns, mtu, conf_mtu) in [("xcmu-a", 1650, None), ("xcmu-b", 1400, Some(1400))] {
+        let name = format!("mtu{mtu}");
+        let net = CniNet::new(&name, |dir| {
+            let mut conf = xvs_conflist("1.0.0", &socket, dir);
+            if let Some(m) = conf_mtu {
+                conf["plugins"][0]["mtu"] = json!(m);
+            }
+            conf
+        });
+        let out = cnitool_ok("add", &net, &netns_path(ns), &env);
+        let result: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        // (A 1.0.0 result has no interface MTU; 1.1.0 added it.)
+        let host = result["interfaces"][0]["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        topo.link(&host);
+        let inside = run(&format!("ip -n {ns} link show eth0"));
+        assert!(inside.contains(&format!("mtu {mtu} ")), "{inside}");
+        let outside = run(&format!("ip link show {host}"));
+        assert!(outside.contains(&format!("mtu {mtu} ")), "{outside}");
+        cnitool_ok("del", &net, &netns_path(ns), &env);
+    }
+    drop(xvsd);
+}

@@ -17,8 +17,9 @@
 //! 2. create the pair in one request, the host end under its final name and
 //!    the peer directly inside the pod's namespace under a temporary,
 //!    process-unique name (the way `ip link add … peer name … netns …`
-//!    does), so no half-made interface ever appears in the host namespace
-//!    and an EEXIST can only be about the host name;
+//!    does), with the requested MAC if there is one (the `mac` capability),
+//!    so no half-made interface ever appears in the host namespace and an
+//!    EEXIST can only be about the host name;
 //! 3. inside the pod: rename the peer to its final name (an existing name
 //!    now, from a race, is the same clear error as in step 1), disable TX
 //!    checksum offload, bring it up, add the address and the routes;
@@ -92,6 +93,9 @@ pub struct AttachRequest {
     pub gateway: Ipv4Addr,
     /// The MTU of both ends.
     pub mtu: u32,
+    /// The pod end's MAC (`runtimeConfig.mac`); `None` lets the kernel pick
+    /// a random one. Must pass [`check_mac`].
+    pub mac: Option<MacAddr>,
 }
 
 /// What [`attach`] made.
@@ -172,6 +176,9 @@ pub enum PlumbError {
     /// An MTU outside [`MIN_MTU`]..=[`MAX_MTU`].
     #[error("invalid MTU {mtu}: a veth MTU must be between {MIN_MTU} and {MAX_MTU}")]
     InvalidMtu { mtu: u32 },
+    /// A pod MAC an interface cannot have (multicast or all zeros).
+    #[error("invalid pod MAC {mac}: {why}")]
+    InvalidMac { mac: MacAddr, why: &'static str },
     /// The namespace path does not exist.
     #[error("network namespace {} does not exist (has the container already stopped?)", netns.display())]
     NetnsNotFound { netns: PathBuf },
@@ -259,6 +266,23 @@ pub fn check_ifname(name: &str) -> Result<(), PlumbError> {
     }
 }
 
+/// Checks a MAC for a pod interface: the kernel refuses a multicast or
+/// all-zero address on an Ethernet device (`is_valid_ether_addr`), and so
+/// do we, before anything is created.
+pub fn check_mac(mac: MacAddr) -> Result<(), PlumbError> {
+    let why = if mac.is_multicast() {
+        Some("multicast (the lowest bit of the first byte is set); a pod needs a unicast MAC")
+    } else if mac.0 == [0; 6] {
+        Some("00:00:00:00:00:00 is no interface's address")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(PlumbError::InvalidMac { mac, why }),
+        None => Ok(()),
+    }
+}
+
 /// A name for the peer between its creation and its rename, unique among
 /// concurrent attachments into one namespace: pid and a per-process
 /// counter.
@@ -276,6 +300,9 @@ pub fn attach(req: &AttachRequest) -> Result<Attached, PlumbError> {
     if !(MIN_MTU..=MAX_MTU).contains(&req.mtu) {
         return Err(PlumbError::InvalidMtu { mtu: req.mtu });
     }
+    if let Some(mac) = req.mac {
+        check_mac(mac)?;
+    }
     let netns = Netns::open(&req.netns)?;
 
     // 1. The pod's name must be free before we create anything.
@@ -290,8 +317,11 @@ pub fn attach(req: &AttachRequest) -> Result<Attached, PlumbError> {
     // 2. The pair, the peer born inside the pod under a temporary name.
     let host = Rtnl::open()?;
     let temporary = temporary_ifname();
-    let peer = LinkUnspec::new_with_name(&temporary)
-        .mtu(req.mtu)
+    let mut peer = LinkUnspec::new_with_name(&temporary).mtu(req.mtu);
+    if let Some(mac) = req.mac {
+        peer = peer.address(mac.0.to_vec());
+    }
+    let peer = peer
         .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(netns.file()))
         .build();
     let pair = LinkVeth::new(&req.host_ifname, &temporary)
@@ -542,6 +572,44 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn pod_macs_must_be_unicast_and_non_zero() {
+        let mac = |s: &str| s.parse::<MacAddr>().unwrap();
+        for good in [
+            "02:12:34:56:78:9a",
+            "0a:58:0a:f4:01:05",
+            "fe:ff:ff:ff:ff:ff",
+        ] {
+            check_mac(mac(good)).unwrap();
+        }
+        for bad in [
+            "00:00:00:00:00:00",
+            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
+            "03:12:34:56:78:9a",
+        ] {
+            let err = check_mac(mac(bad)).unwrap_err();
+            assert!(matches!(err, PlumbError::InvalidMac { .. }), "{bad}");
+            assert_eq!(crate::CniError::from(err).code(), 7, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_mac_is_refused_before_anything_is_made() {
+        // No root needed: refused before the namespace is opened.
+        let err = attach(&AttachRequest {
+            host_ifname: "xvs0test".into(),
+            netns: "/nonexistent/netns".into(),
+            ifname: "eth0".into(),
+            address: Ipv4Addr::new(10, 0, 0, 2),
+            gateway: GATEWAY,
+            mtu: 1450,
+            mac: Some(MacAddr([0x01, 0, 0x5e, 0, 0, 1])),
+        })
+        .unwrap_err();
+        assert!(matches!(err, PlumbError::InvalidMac { .. }), "{err}");
     }
 
     #[test]
