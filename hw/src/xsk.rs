@@ -440,8 +440,7 @@ impl Xsk {
             }
             match result {
                 Ok(socket) => {
-                    self.collect_registrations();
-                    return Ok(match self.sockets.iter().position(Option::is_none) {
+                    let id = match self.sockets.iter().position(Option::is_none) {
                         Some(id) => {
                             self.sockets[id] = Some(socket);
                             id
@@ -450,7 +449,10 @@ impl Xsk {
                             self.sockets.push(Some(socket));
                             self.sockets.len() - 1
                         }
-                    });
+                    };
+                    // A registration this bind replaced may be done with.
+                    self.collect_registrations();
+                    return Ok(id);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
                     return Err(XskError::NoInterface(ifname.to_string()));

@@ -775,6 +775,7 @@ mod tests {
     fn show_renders_aligned_tables() {
         let v = json!({
             "generation": 3,
+            "pod_mtu": 1450,
             "missing": [],
             "ports": [
                 {"name": "veth-pod1", "xdp": "native", "bind": "copy", "queues": 2, "workers": [0, 1]},
@@ -784,7 +785,7 @@ mod tests {
         });
         assert_eq!(
             show_table(&v),
-            "snapshot generation 3\n\
+            "snapshot generation 3, pod MTU 1450\n\
              \n\
              NAME       XDP     BIND       QUEUES  WORKERS\n\
              veth-pod1  native  copy       2       0,1\n\
