@@ -412,11 +412,13 @@ impl Xsk {
         if let Some(id) = revived {
             return Ok(id);
         }
-        // Zero-copy first (unless refused by the caller), then copy. Only
-        // a registration's owner chooses: libxdp binds later sockets with
-        // XDP_SHARED_UMEM, which inherits the owner's mode, so the mode
-        // reported is read back from the kernel, not assumed.
-        let attempts: &[u16] = if force_copy {
+        // Zero-copy first (unless refused by the caller, or the driver
+        // says it has none: a refused zero-copy bind costs ~30 ms on a
+        // veth), then copy. Only a registration's owner chooses: libxdp
+        // binds later sockets with XDP_SHARED_UMEM, which inherits the
+        // owner's mode, so the mode reported is read back from the
+        // kernel, not assumed.
+        let attempts: &[u16] = if force_copy || !may_zero_copy(ifindex) {
             &[XDP_COPY]
         } else {
             &[XDP_ZEROCOPY, XDP_COPY]
@@ -1167,6 +1169,22 @@ fn zeroed_cons() -> sys::xsk_ring_cons {
 fn zeroed_socket_config() -> sys::xsk_socket_config {
     // SAFETY: plain integers and a union of integers.
     unsafe { std::mem::zeroed() }
+}
+
+/// Whether the driver of `ifindex` may bind AF_XDP zero-copy: false only
+/// when the kernel lists the device's XDP features (netdev netlink, Linux
+/// 6.3+) and zero-copy is not among them; a kernel that lists none (all
+/// zero) is given the benefit of the doubt.
+fn may_zero_copy(ifindex: i32) -> bool {
+    /// `NETDEV_XDP_ACT_XSK_ZEROCOPY` (uapi linux/netdev.h).
+    const XSK_ZEROCOPY: u64 = 1 << 3;
+    // SAFETY: plain integers; all-zero with `sz` set is an empty query.
+    let mut opts: libbpf_sys::bpf_xdp_query_opts = unsafe { std::mem::zeroed() };
+    opts.sz = std::mem::size_of::<libbpf_sys::bpf_xdp_query_opts>() as libbpf_sys::size_t;
+    // SAFETY: `opts` is a valid, correctly sized options struct that the
+    // call only writes into.
+    let rc = unsafe { libbpf_sys::bpf_xdp_query(ifindex, 0, &mut opts) };
+    rc != 0 || opts.feature_flags == 0 || opts.feature_flags & XSK_ZEROCOPY != 0
 }
 
 /// Whether AF_XDP socket `fd` is still bound: the kernel answers a receive
