@@ -14,10 +14,10 @@ mod common;
 use std::path::Path;
 
 use common::cni::{
-    cnitool, cnitool_ok, netns_path, start_xvsd, CniNet, TempDir, REFERENCE_PLUGINS,
+    cnitool, cnitool_ok, netns_path, ports, start_xvsd, CniNet, TempDir, REFERENCE_PLUGINS,
 };
 use common::Topology;
-use common::{bin_path, output_text, ping_eventually, raw_requests, root_or_skip, run};
+use common::{bin_path, output_text, ping_eventually, root_or_skip, run};
 use serde_json::{json, Value};
 
 /// An xvs-cni conflist talking to xvsd on `socket`, leases under `state`.
@@ -44,18 +44,6 @@ fn cni_path(dir: &TempDir) -> String {
     let _ = std::fs::remove_file(&link);
     std::os::unix::fs::symlink(bin_path("xvs-cni"), &link).expect("linking xvs-cni");
     format!("{}:{REFERENCE_PLUGINS}", dir.path().display())
-}
-
-/// xvsd's ports (`port-list`).
-fn ports(socket: &Path) -> Vec<Value> {
-    let replies = raw_requests(
-        socket,
-        b"{\"version\":1,\"id\":1,\"method\":\"port-list\",\"params\":null}\n",
-    );
-    replies[0]["result"]
-        .as_array()
-        .unwrap_or_else(|| panic!("port-list: {}", replies[0]))
-        .clone()
 }
 
 use common::cni::lease_files as leases;

@@ -10,24 +10,12 @@ mod common;
 
 use std::path::Path;
 
-use common::cni::{start_xvsd, Podman, TempDir};
-use common::{bin_path, output_text, raw_requests, root_or_skip, Topology};
+use common::cni::{ports, start_xvsd, Podman, TempDir};
+use common::{bin_path, output_text, root_or_skip, Topology};
 use serde_json::{json, Value};
 
 /// The network's name, for `--network`, and its IPAM lease directory.
 const NET: &str = "xvspod";
-
-/// xvsd's ports (`port-list`).
-fn ports(socket: &Path) -> Vec<Value> {
-    let replies = raw_requests(
-        socket,
-        b"{\"version\":1,\"id\":1,\"method\":\"port-list\",\"params\":null}\n",
-    );
-    replies[0]["result"]
-        .as_array()
-        .unwrap_or_else(|| panic!("port-list: {}", replies[0]))
-        .clone()
-}
 
 /// The lease files (one per address) under `state`.
 fn leases(state: &Path) -> Vec<String> {

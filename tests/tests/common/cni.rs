@@ -374,3 +374,15 @@ pub fn start_xvsd(state: &Path) -> (super::Xvsd, PathBuf) {
     ]);
     (xvsd, socket)
 }
+
+/// xvsd's ports (`port-list`) on control socket `socket`.
+pub fn ports(socket: &Path) -> Vec<serde_json::Value> {
+    let replies = super::raw_requests(
+        socket,
+        b"{\"version\":1,\"id\":1,\"method\":\"port-list\",\"params\":null}\n",
+    );
+    replies[0]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("port-list: {}", replies[0]))
+        .clone()
+}
