@@ -47,6 +47,8 @@ use xvs_control::state::{
     DEFAULT_GATEWAY_MAC, DEFAULT_POD_GATEWAY, VXLAN_UDP_PORT,
 };
 
+use super::datapath::ring_size_for;
+
 /// Descriptors per AF_XDP ring of uplink and bridged ports unless
 /// configured.
 pub const DEFAULT_RING_SIZE: u32 = 2048;
@@ -407,10 +409,7 @@ impl XvsdConfig {
                 .ports
                 .iter()
                 .map(|p| {
-                    let ring = match p.kind {
-                        PortKind::Pod { .. } => self.pod_ring_size(),
-                        _ => self.ring_size(),
-                    };
+                    let ring = ring_size_for(&p.kind, self.ring_size(), self.pod_ring_size());
                     rx_queues(&p.name).saturating_mul(2 * ring)
                 })
                 .fold(1024u32, u32::saturating_add);

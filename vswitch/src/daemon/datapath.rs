@@ -123,10 +123,16 @@ pub struct DatapathSettings {
 impl DatapathSettings {
     /// The ring size of `port`'s sockets.
     pub fn ring_for(&self, port: &PortKind) -> u32 {
-        match port {
-            PortKind::Pod { .. } => self.pod_ring,
-            PortKind::Uplink { .. } | PortKind::Bridged { .. } => self.ring,
-        }
+        ring_size_for(port, self.ring, self.pod_ring)
+    }
+}
+
+/// The ring size of a port of `kind`, given the sizes for pod ports and
+/// for the others.
+pub fn ring_size_for(kind: &PortKind, ring: u32, pod_ring: u32) -> u32 {
+    match kind {
+        PortKind::Pod { .. } => pod_ring,
+        PortKind::Uplink { .. } | PortKind::Bridged { .. } => ring,
     }
 }
 
