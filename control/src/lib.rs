@@ -15,5 +15,6 @@ pub mod client;
 pub mod flowrule;
 pub mod protocol;
 pub mod server;
+pub mod service;
 pub mod state;
 pub mod trace;

@@ -14,6 +14,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::flowrule::FlowRule;
+use crate::service::Services;
 
 /// The link-local gateway every pod routes through, as Calico does: the
 /// switch answers ARP for it on pod ports with its own MAC.
@@ -45,6 +46,9 @@ pub struct DesiredState {
     /// equal priorities.
     #[serde(default)]
     pub rules: Vec<FlowRule>,
+    /// Kubernetes Services with their endpoints ([`crate::service`]).
+    #[serde(default, skip_serializing_if = "Services::is_empty")]
+    pub services: Services,
 }
 
 /// Facts about this node.
@@ -62,6 +66,11 @@ pub struct NodeSpec {
     /// Present when the node takes part in a VXLAN overlay.
     #[serde(default)]
     pub vxlan: Option<VxlanSpec>,
+    /// The whole cluster's pod network (kube-proxy's `--cluster-cidr`).
+    /// When set, pod traffic leaving it is masqueraded to the node IP
+    /// (SNAT), as Flannel's `ipMasq` and kube-proxy do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_cidr: Option<Ipv4Net>,
 }
 
 fn default_gateway_ip() -> Ipv4Addr {
@@ -188,6 +197,13 @@ pub fn diff(old: &DesiredState, new: &DesiredState) -> Vec<String> {
         a.to_string()
     });
     keyed(&mut out, "rule", &old.rules, &new.rules, |r| r.to_string());
+    for c in old.services.changes(&new.services) {
+        out.push(match c.new {
+            None => format!("- service {}", c.name),
+            Some(s) if c.old.is_none() => format!("+ service {} {}", c.name, json(&**s)),
+            Some(s) => format!("~ service {} {}", c.name, json(&**s)),
+        });
+    }
     out
 }
 

@@ -8,6 +8,11 @@
 //! xvsctl route add 10.9.0.0/16 --port eth0 --next-hop-mac 02:00:00:00:00:fe
 //! xvsctl vtep add node2 --pod-cidr 10.244.2.0/24 --vtep-ip 192.168.50.2 \
 //!        --vtep-mac 02:00:00:00:02:01 --underlay-mac 02:00:00:00:02:00
+//! xvsctl service add web --cluster-ip 10.96.0.10 --port http=80:8080/TCP@30080 \
+//!        --type NodePort --endpoint 10.244.1.11,10.244.2.12
+//! xvsctl endpoint add web 10.244.1.13 --weight 2   # web is default/web
+//! xvsctl service list kube-system/ # the Services of a namespace, like kubectl get svc
+//! xvsctl service show web          # ports, policies, endpoints with their conditions
 //! xvsctl apply -f state.yaml       # converge to exactly this state; prints the diff
 //! xvsctl trace in_port=veth1,tcp,nw_dst=10.244.1.3,tp_dst=80   # each stage's decision, nothing sent
 //! xvsctl capture veth1 -w /tmp/veth1.pcap -c 10   # xvsd writes a pcap (tshark -r)
@@ -19,10 +24,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use ipnet::Ipv4Net;
 use serde_json::{json, Value};
 use xvs_control::client::{Client, DEFAULT_SOCKET};
+use xvs_control::service::{
+    qualified_name, EndpointSpec, Protocol, ServiceError, ServicePort, ServiceSpec, ServiceType,
+    SessionAffinity, TrafficPolicy, DEFAULT_AFFINITY_TIMEOUT_SECS, MAX_AFFINITY_TIMEOUT_SECS,
+};
 use xvs_control::state::{DesiredState, MacAddr, PortKind};
 use xvs_control::trace::Trace;
 
@@ -61,6 +70,13 @@ enum Command {
     /// Add, delete or list remote nodes (their VTEPs and pod CIDRs).
     #[command(subcommand)]
     Vtep(VtepCommand),
+    /// Add, delete, list or show Kubernetes Services. A NAME without a
+    /// namespace is in namespace `default`.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Add or delete a Service's endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
     /// Converge to exactly the state in FILE (YAML or JSON, the shape
     /// `xvsctl -o json get-state` prints) and print what changed.
     Apply {
@@ -227,6 +243,283 @@ enum VtepCommand {
     List,
 }
 
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Add a Service (with --replace, change one), as kube-proxy would be
+    /// told of it.
+    Add(ServiceAdd),
+    /// Delete a Service with its endpoints.
+    Del {
+        /// NAMESPACE/NAME, or NAME in namespace `default`.
+        name: String,
+    },
+    /// Services as `kubectl get services` lists them: every one, one
+    /// (NAME) or those of a namespace (NAMESPACE/). ENDPOINTS is
+    /// usable/all; the usable ones take new connections: the ready ones,
+    /// or if none is ready the serving and terminating ones, never those
+    /// of weight 0.
+    List {
+        /// NAMESPACE/NAME, NAME (in namespace `default`) or NAMESPACE/.
+        name: Option<String>,
+    },
+    /// One Service in full: its addresses, ports, policies and endpoints
+    /// with their conditions.
+    Show {
+        /// NAMESPACE/NAME, or NAME in namespace `default`.
+        name: String,
+    },
+}
+
+/// The `--port` syntax, for help and error messages.
+const PORT_SPEC: &str = "[NAME=]PORT[:TARGET][/PROTO][@NODEPORT]";
+
+#[derive(Args)]
+struct ServiceAdd {
+    /// NAMESPACE/NAME, or NAME in namespace `default`.
+    name: String,
+    /// The Service's virtual address (spec.clusterIP).
+    #[arg(long, value_name = "IP")]
+    cluster_ip: Ipv4Addr,
+    /// A port, as [NAME=]PORT[:TARGET][/PROTO][@NODEPORT]: e.g.
+    /// `http=80:8080/TCP@30080`, `80:8080`, `53/UDP`. TARGET (the
+    /// endpoints' port) defaults to PORT, PROTO (TCP or UDP, either case)
+    /// to TCP; NODEPORT is for NodePort and LoadBalancer Services. Repeat
+    /// for more ports; with several, each needs a NAME.
+    #[arg(long = "port", value_name = "SPEC", required = true, value_parser = parse_port_spec)]
+    ports: Vec<ServicePort>,
+    #[arg(
+        long = "type",
+        value_name = "TYPE",
+        value_enum,
+        ignore_case = true,
+        default_value = "ClusterIP"
+    )]
+    kind: TypeArg,
+    /// More addresses the Service answers on (spec.externalIPs); repeat or
+    /// separate with commas.
+    #[arg(long = "external-ip", value_name = "IP", value_delimiter = ',')]
+    external_ips: Vec<Ipv4Addr>,
+    /// Addresses its load balancer sends to the nodes
+    /// (status.loadBalancer.ingress); repeat or separate with commas.
+    #[arg(long = "lb-ip", value_name = "IP", value_delimiter = ',')]
+    load_balancer_ips: Vec<Ipv4Addr>,
+    /// ClientIP: a client's new connections go to the endpoint its last
+    /// one went to.
+    #[arg(
+        long,
+        value_name = "AFFINITY",
+        value_enum,
+        ignore_case = true,
+        default_value = "None"
+    )]
+    affinity: AffinityArg,
+    /// How long ClientIP affinity lasts after a client's last new
+    /// connection [default: 10800].
+    #[arg(long, value_name = "SECS",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_AFFINITY_TIMEOUT_SECS)))]
+    affinity_timeout: Option<u32>,
+    /// For traffic from outside the cluster: Local sends it only to
+    /// endpoints on this node and keeps the client's address.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        value_enum,
+        ignore_case = true,
+        default_value = "Cluster"
+    )]
+    external_traffic_policy: PolicyArg,
+    /// For traffic to the ClusterIP: Local sends it only to endpoints on
+    /// this node.
+    #[arg(
+        long,
+        value_name = "POLICY",
+        value_enum,
+        ignore_case = true,
+        default_value = "Cluster"
+    )]
+    internal_traffic_policy: PolicyArg,
+    /// A ready endpoint of weight 1; repeat or separate with commas (see
+    /// `xvsctl endpoint add` for other conditions and weights).
+    #[arg(long = "endpoint", value_name = "IP", value_delimiter = ',')]
+    endpoints: Vec<Ipv4Addr>,
+    /// Replace the Service if it exists with other settings; without
+    /// --endpoint it keeps the endpoints it has.
+    #[arg(long)]
+    replace: bool,
+}
+
+/// `--type`, spelled as in Kubernetes.
+#[derive(Clone, Copy, ValueEnum)]
+enum TypeArg {
+    #[value(name = "ClusterIP")]
+    ClusterIp,
+    #[value(name = "NodePort")]
+    NodePort,
+    #[value(name = "LoadBalancer")]
+    LoadBalancer,
+}
+
+/// `--affinity`, spelled as in Kubernetes.
+#[derive(Clone, Copy, ValueEnum)]
+enum AffinityArg {
+    #[value(name = "None")]
+    None,
+    #[value(name = "ClientIP")]
+    ClientIp,
+}
+
+/// `--external-traffic-policy` / `--internal-traffic-policy`.
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyArg {
+    #[value(name = "Cluster")]
+    Cluster,
+    #[value(name = "Local")]
+    Local,
+}
+
+impl PolicyArg {
+    fn policy(self) -> TrafficPolicy {
+        match self {
+            PolicyArg::Cluster => TrafficPolicy::Cluster,
+            PolicyArg::Local => TrafficPolicy::Local,
+        }
+    }
+}
+
+impl ServiceAdd {
+    /// The Service this command line describes, checked as xvsd will
+    /// check it, so a mistake is reported before anything is sent.
+    fn into_spec(self) -> Result<ServiceSpec, String> {
+        let session_affinity = match self.affinity {
+            AffinityArg::None if self.affinity_timeout.is_some() => {
+                return Err("--affinity-timeout applies only with --affinity ClientIP".into())
+            }
+            AffinityArg::None => SessionAffinity::None,
+            AffinityArg::ClientIp => SessionAffinity::ClientIP,
+        };
+        let spec = ServiceSpec {
+            name: qualified_name(&self.name),
+            kind: match self.kind {
+                TypeArg::ClusterIp => ServiceType::ClusterIP,
+                TypeArg::NodePort => ServiceType::NodePort,
+                TypeArg::LoadBalancer => ServiceType::LoadBalancer,
+            },
+            cluster_ip: self.cluster_ip,
+            external_ips: self.external_ips,
+            load_balancer_ips: self.load_balancer_ips,
+            ports: self.ports,
+            session_affinity,
+            session_affinity_timeout: self
+                .affinity_timeout
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECS),
+            external_traffic_policy: self.external_traffic_policy.policy(),
+            internal_traffic_policy: self.internal_traffic_policy.policy(),
+            endpoints: self
+                .endpoints
+                .into_iter()
+                .map(EndpointSpec::ready)
+                .collect(),
+        };
+        spec.validate().map_err(|e| {
+            // The model's messages name its fields; say which flag to use.
+            let hint = match e {
+                ServiceError::UnnamedPort(_) => " (write --port NAME=PORT...)",
+                ServiceError::NodePortMissing(..) => " (write --port PORT...@NODEPORT)",
+                ServiceError::NodePortNotAllowed(..) => {
+                    " (give --type NodePort or --type LoadBalancer)"
+                }
+                _ => "",
+            };
+            format!("{e}{hint}")
+        })?;
+        Ok(spec)
+    }
+}
+
+/// Parses a `--port` SPEC, [`PORT_SPEC`]: `http=80:8080/TCP@30080`.
+fn parse_port_spec(spec: &str) -> Result<ServicePort, String> {
+    let bad = |why: String| format!("{why} (a port is {PORT_SPEC}, e.g. http=80:8080/TCP@30080)");
+    let (name, rest) = match spec.split_once('=') {
+        Some((name, rest)) => (Some(name), rest),
+        None => (None, spec),
+    };
+    if let Some(name) = name {
+        let ok = (1..=63).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !ok {
+            return Err(bad(format!(
+                "port name {name:?} is not 1-63 characters of a-z, 0-9 and '-' \
+                 (not first or last)"
+            )));
+        }
+    }
+    let number = |what: &str, s: &str| match s.parse::<u16>() {
+        Ok(n) if n != 0 => Ok(n),
+        _ => Err(bad(format!("{what} {s:?} is not a port number (1-65535)"))),
+    };
+    let (rest, node_port) = match rest.split_once('@') {
+        Some((_, np)) if np.contains('/') => {
+            return Err(bad(format!(
+                "node port {np:?}: write /PROTO before @NODEPORT"
+            )))
+        }
+        Some((rest, np)) => (rest, Some(number("node port", np)?)),
+        None => (rest, None),
+    };
+    let (rest, protocol) = match rest.split_once('/') {
+        Some((rest, proto)) => (rest, proto.parse::<Protocol>().map_err(bad)?),
+        None => (rest, Protocol::TCP),
+    };
+    let (port, target_port) = match rest.split_once(':') {
+        Some((port, target)) => (port, Some(number("target port", target)?)),
+        None => (rest, None),
+    };
+    Ok(ServicePort {
+        name: name.map(str::to_string),
+        protocol,
+        port: number("port", port)?,
+        target_port,
+        node_port,
+    })
+}
+
+#[derive(Subcommand)]
+enum EndpointCommand {
+    /// Add an endpoint to SERVICE, or set the conditions and weight of
+    /// the one with this address. By default it is ready, serving, not
+    /// terminating, of weight 1.
+    Add {
+        /// NAMESPACE/NAME, or NAME in namespace `default`.
+        service: String,
+        /// The endpoint's (a pod's) address.
+        ip: Ipv4Addr,
+        /// Not ready: it takes no new connections.
+        #[arg(long)]
+        not_ready: bool,
+        /// Whether it would take connections, terminating or not
+        /// [default: as ready].
+        #[arg(long, value_name = "BOOL", action = ArgAction::Set)]
+        serving: Option<bool>,
+        /// On its way out.
+        #[arg(long)]
+        terminating: bool,
+        /// Its share of new connections relative to the others (Maglev
+        /// weight); 0 takes none.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        weight: u32,
+    },
+    /// Remove the endpoint with this address from SERVICE.
+    Del {
+        /// NAMESPACE/NAME, or NAME in namespace `default`.
+        service: String,
+        ip: Ipv4Addr,
+    },
+}
+
 type Render = fn(&Value) -> String;
 
 /// The request a command makes and how its answer is shown.
@@ -288,6 +581,64 @@ fn request(command: Command) -> Result<(&'static str, Value, Render), String> {
             ("vtep-del", json!({"name": name}), changes_text)
         }
         Command::Vtep(VtepCommand::List) => ("vtep-list", Value::Null, vtep_list_table),
+        Command::Service(ServiceCommand::Add(add)) => {
+            let replace = add.replace;
+            (
+                "service-add",
+                json!({"service": add.into_spec()?, "replace": replace}),
+                changes_text,
+            )
+        }
+        Command::Service(ServiceCommand::Del { name }) => (
+            "service-del",
+            json!({"name": qualified_name(&name)}),
+            changes_text,
+        ),
+        Command::Service(ServiceCommand::List { name }) => (
+            "service-list",
+            // `ns/` stays a namespace: qualified_name leaves it as it is.
+            json!({"name": name.as_deref().map(qualified_name)}),
+            service_list_table,
+        ),
+        Command::Service(ServiceCommand::Show { name }) => {
+            if name.ends_with('/') {
+                return Err(format!(
+                    "{name:?} is a namespace: show takes one Service, \
+                     `xvsctl service list {name}` lists them"
+                ));
+            }
+            (
+                "service-list",
+                json!({"name": qualified_name(&name)}),
+                service_show_text,
+            )
+        }
+        Command::Endpoint(EndpointCommand::Add {
+            service,
+            ip,
+            not_ready,
+            serving,
+            terminating,
+            weight,
+        }) => {
+            let endpoint = EndpointSpec {
+                ip,
+                ready: !not_ready,
+                serving,
+                terminating,
+                weight,
+            };
+            (
+                "endpoint-add",
+                json!({"service": qualified_name(&service), "endpoint": endpoint}),
+                changes_text,
+            )
+        }
+        Command::Endpoint(EndpointCommand::Del { service, ip }) => (
+            "endpoint-del",
+            json!({"service": qualified_name(&service), "ip": ip}),
+            changes_text,
+        ),
         Command::Apply { file, dry_run } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("reading {}: {e}", file.display()))?;
@@ -364,16 +715,26 @@ fn main() -> ExitCode {
         Command::Capture { timeout, .. } => Some(Duration::from_secs(timeout + 30)),
         _ => None,
     };
+    // `service show` asks for a list of one; an empty one is an error.
+    let show = match &cli.command {
+        Command::Service(ServiceCommand::Show { name }) => Some(qualified_name(name)),
+        _ => None,
+    };
     let result = request(cli.command).and_then(|(method, params, render)| {
-        Client::connect(&cli.socket)
+        let v = Client::connect(&cli.socket)
             .and_then(|mut c| {
                 if let Some(wait) = wait {
                     c.set_timeout(wait)?;
                 }
                 c.call(method, params)
             })
-            .map(|v| (v, render))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        match show {
+            Some(name) if v["services"].as_array().is_some_and(Vec::is_empty) => {
+                Err(format!("no service {name}"))
+            }
+            _ => Ok((v, render)),
+        }
     });
     match result {
         Ok((v, render)) => {
@@ -610,6 +971,194 @@ fn stats_text(v: &Value) -> String {
     out
 }
 
+/// The elements of the array `v` (none if it is not one).
+fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or_default()
+}
+
+/// A Service's ports as `kubectl get services` prints them:
+/// `80:30080/TCP,53/UDP` (what `ServiceSpec::ports_text` makes of the
+/// struct).
+fn service_ports_text(s: &Value) -> String {
+    items(&s["ports"])
+        .iter()
+        .map(|p| {
+            let proto = p["protocol"].as_str().unwrap_or("TCP");
+            match &p["node_port"] {
+                Value::Null => format!("{}/{proto}", cell(&p["port"])),
+                np => format!("{}:{}/{proto}", cell(&p["port"]), cell(np)),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `a,b`, or `<none>` as kubectl writes an empty list.
+fn addresses_text(addresses: &[&Value]) -> String {
+    let all: Vec<String> = addresses.iter().flat_map(|a| items(a)).map(cell).collect();
+    if all.is_empty() {
+        "<none>".into()
+    } else {
+        all.join(",")
+    }
+}
+
+/// An endpoint's conditions as `EndpointSpec::conditions` writes them,
+/// from its JSON, where defaults are left out (`ready` true, `serving` as
+/// `ready`, `terminating` false).
+fn endpoint_conditions(e: &Value) -> String {
+    let ready = e["ready"].as_bool().unwrap_or(true);
+    let serving = e["serving"].as_bool().unwrap_or(ready);
+    let terminating = e["terminating"].as_bool().unwrap_or(false);
+    let c: Vec<&str> = [
+        (ready, "ready"),
+        (serving, "serving"),
+        (terminating, "terminating"),
+    ]
+    .iter()
+    .filter(|(on, _)| *on)
+    .map(|(_, name)| *name)
+    .collect();
+    if c.is_empty() {
+        "none".into()
+    } else {
+        c.join(",")
+    }
+}
+
+/// `usable/all`: endpoints that take new connections of those listed.
+fn endpoints_count(s: &Value) -> String {
+    format!(
+        "{}/{}",
+        s["usable_endpoints"].as_u64().unwrap_or(0),
+        items(&s["endpoints"]).len()
+    )
+}
+
+/// A field spelled as in Kubernetes, with the default a JSON leaves out.
+fn or_default<'a>(v: &'a Value, default: &'a str) -> &'a str {
+    v.as_str().unwrap_or(default)
+}
+
+/// Services as `kubectl get services` lists them, and how many were left
+/// out when xvsd cut the list.
+fn service_list_table(v: &Value) -> String {
+    let services = items(&v["services"]);
+    let rows: Vec<Vec<String>> = services
+        .iter()
+        .map(|s| {
+            vec![
+                cell(&s["name"]),
+                or_default(&s["type"], "ClusterIP").to_string(),
+                cell(&s["cluster_ip"]),
+                addresses_text(&[&s["external_ips"], &s["load_balancer_ips"]]),
+                service_ports_text(s),
+                endpoints_count(s),
+                or_default(&s["session_affinity"], "None").to_string(),
+            ]
+        })
+        .collect();
+    let mut out = if rows.is_empty() {
+        "no services\n".to_string()
+    } else {
+        table(
+            &[
+                "NAME",
+                "TYPE",
+                "CLUSTER-IP",
+                "EXTERNAL-IP",
+                "PORT(S)",
+                "ENDPOINTS",
+                "AFFINITY",
+            ],
+            &rows,
+        )
+    };
+    let total = v["total"].as_u64().unwrap_or(0);
+    let shown = services.len() as u64;
+    if total > shown {
+        out += &format!("{shown} of {total} services (list one namespace with NAMESPACE/)\n");
+    }
+    out
+}
+
+/// Each Service of a `service-list` answer in full.
+fn service_show_text(v: &Value) -> String {
+    let shown: Vec<String> = items(&v["services"]).iter().map(service_text).collect();
+    shown.join("\n")
+}
+
+/// One Service in full: settings, a port table, an endpoint table.
+fn service_text(s: &Value) -> String {
+    let affinity = match or_default(&s["session_affinity"], "None") {
+        "ClientIP" => format!(
+            "ClientIP, timeout {}s",
+            s["session_affinity_timeout"]
+                .as_u64()
+                .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_SECS.into())
+        ),
+        other => other.to_string(),
+    };
+    let settings = [
+        ("name", cell(&s["name"])),
+        ("type", or_default(&s["type"], "ClusterIP").to_string()),
+        ("cluster IP", cell(&s["cluster_ip"])),
+        ("external IPs", addresses_text(&[&s["external_ips"]])),
+        (
+            "load balancer IPs",
+            addresses_text(&[&s["load_balancer_ips"]]),
+        ),
+        ("session affinity", affinity),
+        (
+            "external traffic policy",
+            or_default(&s["external_traffic_policy"], "Cluster").to_string(),
+        ),
+        (
+            "internal traffic policy",
+            or_default(&s["internal_traffic_policy"], "Cluster").to_string(),
+        ),
+        ("endpoints", format!("{} usable", endpoints_count(s))),
+    ];
+    let width = settings.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (key, value) in &settings {
+        out += &format!("{:<width$} {value}\n", format!("{key}:"));
+    }
+    let ports: Vec<Vec<String>> = items(&s["ports"])
+        .iter()
+        .map(|p| {
+            vec![
+                cell(&p["name"]),
+                format!("{}/{}", cell(&p["port"]), or_default(&p["protocol"], "TCP")),
+                match &p["target_port"] {
+                    Value::Null => cell(&p["port"]),
+                    t => cell(t),
+                },
+                cell(&p["node_port"]),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    out += &table(&["PORT NAME", "PORT", "TARGET", "NODE PORT"], &ports);
+    let endpoints: Vec<Vec<String>> = items(&s["endpoints"])
+        .iter()
+        .map(|e| {
+            vec![
+                cell(&e["ip"]),
+                endpoint_conditions(e),
+                e["weight"].as_u64().unwrap_or(1).to_string(),
+            ]
+        })
+        .collect();
+    out.push('\n');
+    if endpoints.is_empty() {
+        out += "no endpoints\n";
+    } else {
+        out += &table(&["ENDPOINT", "CONDITIONS", "WEIGHT"], &endpoints);
+    }
+    out
+}
+
 /// What a change did: its diff lines, then the generation.
 fn changes_text(v: &Value) -> String {
     let changes: Vec<String> = v["changes"]
@@ -827,6 +1376,383 @@ mod tests {
         assert_eq!(
             version_table(&json!({"xvsd": "0.1.0", "protocol": 1})),
             "xvsd 0.1.0, control protocol 1\n"
+        );
+    }
+
+    /// The request a command line makes.
+    fn request_of(args: &[&str]) -> Result<(&'static str, Value, Render), String> {
+        let cli = Cli::try_parse_from(std::iter::once("xvsctl").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        request(cli.command)
+    }
+
+    #[test]
+    fn port_specs_parse() {
+        let port = |name: Option<&str>, protocol, port, target_port, node_port| ServicePort {
+            name: name.map(str::to_string),
+            protocol,
+            port,
+            target_port,
+            node_port,
+        };
+        let good = [
+            ("80", port(None, Protocol::TCP, 80, None, None)),
+            ("80:8080", port(None, Protocol::TCP, 80, Some(8080), None)),
+            ("53/UDP", port(None, Protocol::UDP, 53, None, None)),
+            (
+                "dns=53/udp",
+                port(Some("dns"), Protocol::UDP, 53, None, None),
+            ),
+            ("80@30080", port(None, Protocol::TCP, 80, None, Some(30080))),
+            (
+                "http=80:8080/TCP@30080",
+                port(Some("http"), Protocol::TCP, 80, Some(8080), Some(30080)),
+            ),
+            (
+                "metrics-2=9090:9100/tcp",
+                port(Some("metrics-2"), Protocol::TCP, 9090, Some(9100), None),
+            ),
+        ];
+        for (spec, want) in good {
+            assert_eq!(parse_port_spec(spec), Ok(want), "{spec}");
+        }
+        let bad = [
+            ("", "port \"\" is not a port number"),
+            ("0", "port \"0\" is not a port number"),
+            ("65536", "port \"65536\" is not a port number"),
+            ("http", "port \"http\" is not a port number"),
+            ("80:", "target port \"\""),
+            ("80:0", "target port \"0\""),
+            ("80:8080:9090", "target port \"8080:9090\""),
+            ("80/SCTP", "protocol \"SCTP\": expected TCP or UDP"),
+            ("80/", "protocol \"\""),
+            ("80@", "node port \"\""),
+            ("80@0", "node port \"0\""),
+            ("80@30080/UDP", "write /PROTO before @NODEPORT"),
+            ("=80", "port name \"\""),
+            ("HTTP=80", "port name \"HTTP\""),
+            ("-a=80", "port name \"-a\""),
+            ("a=b=80", "port \"b=80\""),
+        ];
+        for (spec, want) in bad {
+            let e = parse_port_spec(spec).expect_err(spec);
+            assert!(e.contains(want), "{spec:?}: {e:?} should say {want:?}");
+            assert!(
+                e.contains(PORT_SPEC),
+                "{spec:?}: {e:?} should show the syntax"
+            );
+        }
+        // Through clap, the flag and value are named.
+        let e = request_of(&[
+            "service",
+            "add",
+            "web",
+            "--cluster-ip",
+            "10.96.0.1",
+            "--port",
+            "80/sctp",
+        ])
+        .expect_err("SCTP");
+        assert!(e.contains("'80/sctp'") && e.contains("--port"), "{e}");
+    }
+
+    #[test]
+    fn service_add_sends_a_valid_service() {
+        let (method, params, _) = request_of(&[
+            "service",
+            "add",
+            "web",
+            "--type",
+            "nodeport",
+            "--cluster-ip",
+            "10.96.0.10",
+            "--port",
+            "http=80:8080/TCP@30080",
+            "--port",
+            "dns=53/udp@30053",
+            "--external-ip",
+            "203.0.113.7",
+            "--lb-ip",
+            "198.51.100.1,198.51.100.2",
+            "--affinity",
+            "ClientIP",
+            "--affinity-timeout",
+            "60",
+            "--external-traffic-policy",
+            "Local",
+            "--endpoint",
+            "10.244.1.11,10.244.2.12",
+            "--endpoint",
+            "10.244.1.13",
+            "--replace",
+        ])
+        .unwrap();
+        assert_eq!(method, "service-add");
+        assert_eq!(params["replace"], json!(true));
+        let spec: ServiceSpec = serde_json::from_value(params["service"].clone()).unwrap();
+        spec.validate().unwrap();
+        assert_eq!(spec.name, "default/web");
+        assert_eq!(spec.kind, ServiceType::NodePort);
+        assert_eq!(spec.cluster_ip, Ipv4Addr::new(10, 96, 0, 10));
+        assert_eq!(spec.external_ips, [Ipv4Addr::new(203, 0, 113, 7)]);
+        assert_eq!(spec.load_balancer_ips.len(), 2);
+        assert_eq!(spec.ports_text(), "80:30080/TCP,53:30053/UDP");
+        assert_eq!(spec.ports[0].target(), 8080);
+        assert_eq!(spec.session_affinity, SessionAffinity::ClientIP);
+        assert_eq!(spec.session_affinity_timeout, 60);
+        assert_eq!(spec.external_traffic_policy, TrafficPolicy::Local);
+        assert_eq!(spec.internal_traffic_policy, TrafficPolicy::Cluster);
+        let endpoints: Vec<EndpointSpec> = ["10.244.1.11", "10.244.2.12", "10.244.1.13"]
+            .iter()
+            .map(|ip| EndpointSpec::ready(ip.parse().unwrap()))
+            .collect();
+        assert_eq!(spec.endpoints, endpoints);
+
+        // The least a Service needs; the defaults are Kubernetes'.
+        let (_, params, _) = request_of(&[
+            "service",
+            "add",
+            "kube-system/dns",
+            "--cluster-ip",
+            "10.96.0.53",
+            "--port",
+            "53/UDP",
+        ])
+        .unwrap();
+        assert_eq!(params["replace"], json!(false));
+        let spec: ServiceSpec = serde_json::from_value(params["service"].clone()).unwrap();
+        spec.validate().unwrap();
+        assert_eq!(spec.name, "kube-system/dns");
+        assert_eq!(spec.kind, ServiceType::ClusterIP);
+        assert_eq!(spec.session_affinity, SessionAffinity::None);
+        assert!(spec.endpoints.is_empty());
+
+        // What xvsd would refuse is refused here, saying which flag to use.
+        let refused = |extra: &[&str], want: &str| {
+            let mut args = vec!["service", "add", "web", "--cluster-ip", "10.96.0.10"];
+            args.extend_from_slice(extra);
+            let e = request_of(&args).expect_err(want);
+            assert!(e.contains(want), "{e:?} should say {want:?}");
+        };
+        refused(&[], "--port <SPEC>");
+        refused(&["--port", "80", "--port", "81"], "--port NAME=PORT");
+        refused(&["--port", "80", "--type", "NodePort"], "@NODEPORT");
+        refused(&["--port", "80@30080"], "--type NodePort");
+        refused(
+            &["--port", "80", "--affinity-timeout", "60"],
+            "--affinity ClientIP",
+        );
+        refused(
+            &[
+                "--port",
+                "80",
+                "--affinity",
+                "ClientIP",
+                "--affinity-timeout",
+                "0",
+            ],
+            "1..=86400",
+        );
+        refused(
+            &["--port", "80", "--endpoint", "10.0.0.1,10.0.0.1"],
+            "listed twice",
+        );
+        refused(&["--port", "80", "--type", "ExternalName"], "ExternalName");
+    }
+
+    #[test]
+    fn service_and_endpoint_commands_name_services_in_full() {
+        let check = |args: &[&str], method: &str, params: Value| {
+            let (m, p, _) = request_of(args).unwrap();
+            assert_eq!((m, p), (method, params), "{args:?}");
+        };
+        check(
+            &["service", "del", "web"],
+            "service-del",
+            json!({"name": "default/web"}),
+        );
+        check(
+            &["service", "del", "ns/web"],
+            "service-del",
+            json!({"name": "ns/web"}),
+        );
+        check(&["service", "list"], "service-list", json!({"name": null}));
+        check(
+            &["service", "list", "web"],
+            "service-list",
+            json!({"name": "default/web"}),
+        );
+        check(
+            &["service", "list", "kube-system/"],
+            "service-list",
+            json!({"name": "kube-system/"}),
+        );
+        check(
+            &["service", "show", "web"],
+            "service-list",
+            json!({"name": "default/web"}),
+        );
+        assert!(request_of(&["service", "show", "ns/"])
+            .expect_err("a namespace")
+            .contains("service list ns/"));
+        check(
+            &["endpoint", "del", "web", "10.244.1.11"],
+            "endpoint-del",
+            json!({"service": "default/web", "ip": "10.244.1.11"}),
+        );
+        check(
+            &["endpoint", "add", "web", "10.244.1.11"],
+            "endpoint-add",
+            json!({"service": "default/web", "endpoint": {"ip": "10.244.1.11"}}),
+        );
+        let (_, p, _) = request_of(&[
+            "endpoint",
+            "add",
+            "ns/web",
+            "10.244.1.11",
+            "--not-ready",
+            "--serving",
+            "true",
+            "--terminating",
+            "--weight",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(p["service"], json!("ns/web"));
+        let e: EndpointSpec = serde_json::from_value(p["endpoint"].clone()).unwrap();
+        assert_eq!(
+            e,
+            EndpointSpec {
+                ip: Ipv4Addr::new(10, 244, 1, 11),
+                ready: false,
+                serving: Some(true),
+                terminating: true,
+                weight: 3,
+            }
+        );
+        assert_eq!(e.conditions(), "serving,terminating");
+    }
+
+    #[test]
+    fn command_line_definitions_hold_together() {
+        Cli::command().debug_assert();
+        let mut script = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut Cli::command(),
+            "xvsctl",
+            &mut script,
+        );
+        let script = String::from_utf8(script).unwrap();
+        for word in ["service", "endpoint", "--affinity-timeout", "LoadBalancer"] {
+            assert!(script.contains(word), "completions lack {word}");
+        }
+    }
+
+    /// A `service-list` answer as xvsd makes it: each Service serialized,
+    /// with its usable endpoint count.
+    fn list_answer(services: &[(&ServiceSpec, u64)], total: u64) -> Value {
+        let services: Vec<Value> = services
+            .iter()
+            .map(|(s, usable)| {
+                let mut v = serde_json::to_value(s).unwrap();
+                v["usable_endpoints"] = json!(usable);
+                v
+            })
+            .collect();
+        json!({"services": services, "total": total, "generation": 7})
+    }
+
+    fn services() -> (ServiceSpec, ServiceSpec) {
+        let web: ServiceSpec = serde_json::from_value(json!({
+            "name": "default/web", "type": "LoadBalancer", "cluster_ip": "10.96.0.10",
+            "external_ips": ["203.0.113.7"], "load_balancer_ips": ["198.51.100.1"],
+            "ports": [{"name": "http", "port": 80, "target_port": 8080, "node_port": 30080},
+                      {"name": "dns", "protocol": "UDP", "port": 53}],
+            "session_affinity": "ClientIP", "session_affinity_timeout": 60,
+            "external_traffic_policy": "Local",
+            "endpoints": [{"ip": "10.244.1.11"},
+                          {"ip": "10.244.2.12", "ready": false, "terminating": true, "weight": 3},
+                          {"ip": "10.244.2.13", "ready": false, "serving": true, "terminating": true}]
+        }))
+        .unwrap();
+        let dns: ServiceSpec = serde_json::from_value(json!({
+            "name": "kube-system/dns", "cluster_ip": "10.96.0.53",
+            "ports": [{"port": 53, "protocol": "UDP"}]
+        }))
+        .unwrap();
+        web.validate().unwrap();
+        dns.validate().unwrap();
+        (web, dns)
+    }
+
+    #[test]
+    fn service_list_renders_like_kubectl() {
+        let (web, dns) = services();
+        // The JSON is read as the model reads it (the model as witness).
+        let v = list_answer(&[(&web, 1)], 1);
+        assert_eq!(service_ports_text(&v["services"][0]), web.ports_text());
+        for e in &web.endpoints {
+            assert_eq!(
+                endpoint_conditions(&serde_json::to_value(e).unwrap()),
+                e.conditions()
+            );
+        }
+        assert_eq!(
+            service_list_table(&list_answer(&[(&web, 1), (&dns, 0)], 2)),
+            "NAME             TYPE          CLUSTER-IP  EXTERNAL-IP               PORT(S)              ENDPOINTS  AFFINITY\n\
+             default/web      LoadBalancer  10.96.0.10  203.0.113.7,198.51.100.1  80:30080/TCP,53/UDP  1/3        ClientIP\n\
+             kube-system/dns  ClusterIP     10.96.0.53  <none>                    53/UDP               0/0        None\n"
+        );
+        assert_eq!(
+            service_list_table(&list_answer(&[(&dns, 0)], 1200)),
+            "NAME             TYPE       CLUSTER-IP  EXTERNAL-IP  PORT(S)  ENDPOINTS  AFFINITY\n\
+             kube-system/dns  ClusterIP  10.96.0.53  <none>       53/UDP   0/0        None\n\
+             1 of 1200 services (list one namespace with NAMESPACE/)\n"
+        );
+        assert_eq!(service_list_table(&list_answer(&[], 0)), "no services\n");
+    }
+
+    #[test]
+    fn service_show_renders_ports_and_endpoints() {
+        let (web, dns) = services();
+        assert_eq!(
+            service_show_text(&list_answer(&[(&web, 1)], 1)),
+            "name:                    default/web\n\
+             type:                    LoadBalancer\n\
+             cluster IP:              10.96.0.10\n\
+             external IPs:            203.0.113.7\n\
+             load balancer IPs:       198.51.100.1\n\
+             session affinity:        ClientIP, timeout 60s\n\
+             external traffic policy: Local\n\
+             internal traffic policy: Cluster\n\
+             endpoints:               1/3 usable\n\
+             \n\
+             PORT NAME  PORT    TARGET  NODE PORT\n\
+             http       80/TCP  8080    30080\n\
+             dns        53/UDP  53      -\n\
+             \n\
+             ENDPOINT     CONDITIONS           WEIGHT\n\
+             10.244.1.11  ready,serving        1\n\
+             10.244.2.12  terminating          3\n\
+             10.244.2.13  serving,terminating  1\n"
+        );
+        assert_eq!(
+            service_show_text(&list_answer(&[(&dns, 0)], 1)),
+            "name:                    kube-system/dns\n\
+             type:                    ClusterIP\n\
+             cluster IP:              10.96.0.53\n\
+             external IPs:            <none>\n\
+             load balancer IPs:       <none>\n\
+             session affinity:        None\n\
+             external traffic policy: Cluster\n\
+             internal traffic policy: Cluster\n\
+             endpoints:               0/0 usable\n\
+             \n\
+             PORT NAME  PORT    TARGET  NODE PORT\n\
+             -          53/UDP  53      -\n\
+             \n\
+             no endpoints\n"
         );
     }
 }

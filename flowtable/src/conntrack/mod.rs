@@ -1133,6 +1133,27 @@ impl Conntrack {
             .and_then(|(seq, v)| (seq == r.seq).then_some(v))
     }
 
+    /// The key of the other direction of the connection `r` names, if it
+    /// is still that connection: reversed, it is the tuple a packet of
+    /// `r.dir` leaves with after NAT (see [`nat`]). The fast path's NAT
+    /// reads this instead of a whole [`CtView`]: keys never change while a
+    /// connection lives, so only the sequence word is checked around the
+    /// read.
+    pub fn counterpart(&self, r: &CtRef) -> Option<FlowKey> {
+        let c = self.conns.get(r.index as usize)?;
+        if c.seq.load(Ordering::Acquire) != r.seq {
+            return None;
+        }
+        let other = match r.dir {
+            Dir::Original => Dir::Reply,
+            Dir::Reply => Dir::Original,
+        };
+        let key = c.key(other);
+        fence(Ordering::Acquire);
+        let w = Word(c.word.load(Ordering::Relaxed));
+        (c.seq.load(Ordering::Relaxed) == r.seq && w.is_current(r.seq)).then_some(key)
+    }
+
     /// The NAT binding of the connection `r` names.
     pub fn nat(&self, r: &CtRef) -> Option<NatBinding> {
         self.view(r).map(|v| v.nat())

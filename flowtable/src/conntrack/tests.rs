@@ -463,6 +463,12 @@ fn dnat_and_snat_at_once() {
         nat.translate(Dir::Reply, &reply.tuple()),
         orig.reversed().tuple()
     );
+    // The fast path's shortcut says the same: the other key, reversed.
+    assert_eq!(ct.counterpart(&c), Some(reply));
+    assert_eq!(ct.counterpart(&back), Some(orig));
+    // A removed connection has none.
+    assert!(ct.remove(&c));
+    assert_eq!(ct.counterpart(&back), None);
 }
 
 #[test]
