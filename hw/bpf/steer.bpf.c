@@ -5,10 +5,14 @@
  *
  * It decides, per frame, whether the switch owns it:
  *   - on a pod port (STEER_ALL) every frame belongs to the switch;
- *   - on an uplink (STEER_OWNED) only IPv4 frames to an owned prefix (pod
- *     CIDRs, later Service VIPs: the `owned_v4` LPM trie) and VXLAN to our
- *     VTEP (UDP to vtep_ip:vxlan_port) do; everything else (ARP, SSH, the
- *     node's own traffic, IPv6) goes to the kernel with XDP_PASS.
+ *   - on an uplink (STEER_OWNED) only these do: IPv4 frames to an owned
+ *     prefix (the pod CIDR, Service addresses: the `owned_v4` LPM trie);
+ *     VXLAN to our VTEP (UDP to vtep_ip:vxlan_port); and, to the node IP,
+ *     TCP and UDP to a node port (`node_ports`) or to a port of the SNAT
+ *     range (the answers to masqueraded connections), and ICMP echo
+ *     replies whose identifier is in that range. Everything else (ARP,
+ *     SSH, the node's own traffic, fragments after the first, IPv6) goes to
+ *     the kernel with XDP_PASS.
  * Owned frames are redirected to the AF_XDP socket of the receive queue
  * (`xsks`). When no socket is bound (xvsd is down), a pod port drops
  * (the pod is disconnected; its frames must not leak into the host stack)
@@ -32,6 +36,25 @@ struct steer_config {
 	__be32 vtep_ip;   /* 0: no VXLAN steering */
 	__be16 vxlan_port;
 	__u16 pad;
+	__be32 node_ip;   /* 0: no node ports, no SNAT answers */
+	__u16 snat_lo;    /* SNAT port range, host order; lo > hi: none */
+	__u16 snat_hi;
+};
+
+/* The start of an ICMP echo header (linux/icmp.h pulls in libc). */
+struct icmp_echo {
+	__u8 type;
+	__u8 code;
+	__be16 checksum;
+	__be16 id;
+	__be16 sequence;
+};
+#define ICMP_ECHO_REPLY 0
+
+struct node_port_key {
+	__u8 proto;
+	__u8 pad;
+	__be16 port;
 };
 
 struct lpm_v4_key {
@@ -62,11 +85,19 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct lpm_v4_key);
 	__type(value, __u32);
 } owned_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct node_port_key);
+	__type(value, __u32);
+} node_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -101,7 +132,33 @@ static __always_inline int owned_by_switch(struct xdp_md *ctx, const struct stee
 			return 1;
 	}
 	struct lpm_v4_key key = { .prefixlen = 32, .addr = ip->daddr };
-	return bpf_map_lookup_elem(&owned_v4, &key) != NULL;
+	if (bpf_map_lookup_elem(&owned_v4, &key))
+		return 1;
+	if (!cfg->node_ip || ip->daddr != cfg->node_ip || ip->ihl < 5)
+		return 0;
+	/* Fragments after the first carry no ports. */
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return 0;
+	void *l4 = (void *)ip + ip->ihl * 4;
+	if (ip->protocol == IPPROTO_TCP || ip->protocol == IPPROTO_UDP) {
+		/* Both start with the source and destination ports. */
+		struct udphdr *ports = l4;
+		if ((void *)(ports + 1) > end)
+			return 0;
+		__u16 dport = bpf_ntohs(ports->dest);
+		if (dport >= cfg->snat_lo && dport <= cfg->snat_hi)
+			return 1;
+		struct node_port_key np = { .proto = ip->protocol, .port = ports->dest };
+		return bpf_map_lookup_elem(&node_ports, &np) != NULL;
+	}
+	if (ip->protocol == IPPROTO_ICMP) {
+		struct icmp_echo *icmp = l4;
+		if ((void *)(icmp + 1) > end || icmp->type != ICMP_ECHO_REPLY)
+			return 0;
+		__u16 id = bpf_ntohs(icmp->id);
+		return id >= cfg->snat_lo && id <= cfg->snat_hi;
+	}
+	return 0;
 }
 
 SEC("xdp")

@@ -100,6 +100,14 @@ pub enum PktgenError {
     Bpf(#[from] libbpf_rs::Error),
 }
 
+impl PktgenError {
+    /// The kernel refused to run the program (`EPERM`): a sandboxed or
+    /// locked-down kernel that does not allow XDP live frames at all.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, PktgenError::Bpf(e) if e.kind() == libbpf_rs::ErrorKind::PermissionDenied)
+    }
+}
+
 fn load() -> Result<Object, PktgenError> {
     ObjectBuilder::default()
         .open_memory(OBJECT)

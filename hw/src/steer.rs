@@ -29,9 +29,24 @@ static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/steer.bpf.o"));
 pub enum Steering {
     /// Everything: a pod port, wholly the switch's.
     All,
-    /// IPv4 to owned prefixes, and VXLAN (UDP to `vtep:port`) if set: an
-    /// uplink shared with the node's own traffic.
-    Owned { vxlan: Option<(Ipv4Addr, u16)> },
+    /// IPv4 to owned prefixes, VXLAN (UDP to `vtep:port`) if set, and what
+    /// `node` says of the node IP: an uplink shared with the node's own
+    /// traffic.
+    Owned {
+        vxlan: Option<(Ipv4Addr, u16)>,
+        node: Option<NodeSteering>,
+    },
+}
+
+/// What of the traffic to the node's own address belongs to the switch:
+/// TCP and UDP to a node port ([`SteeringProgram::add_node_port`]) or to a
+/// port of `snat_ports`, and ICMP echo replies with an identifier in it
+/// (the answers to masqueraded connections).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeSteering {
+    pub ip: Ipv4Addr,
+    /// First and last SNAT port.
+    pub snat_ports: (u16, u16),
 }
 
 /// How the program is attached.
@@ -211,17 +226,48 @@ impl SteeringProgram {
     }
 
     fn configure(&self, steering: Steering) -> Result<(), SteerError> {
-        let (mode, (ip, port)) = match steering {
-            Steering::All => (0u32, (Ipv4Addr::UNSPECIFIED, 0u16)),
-            Steering::Owned { vxlan } => (1, vxlan.unwrap_or((Ipv4Addr::UNSPECIFIED, 0))),
+        let none = (Ipv4Addr::UNSPECIFIED, 0u16);
+        // An empty SNAT range: first above last.
+        let no_node = NodeSteering {
+            ip: Ipv4Addr::UNSPECIFIED,
+            snat_ports: (1, 0),
+        };
+        let (mode, (ip, port), node) = match steering {
+            Steering::All => (0u32, none, no_node),
+            Steering::Owned { vxlan, node } => (1, vxlan.unwrap_or(none), node.unwrap_or(no_node)),
         };
         // struct steer_config of the C source: mode, vtep_ip and
-        // vxlan_port in network order, padding.
-        let mut value = [0u8; 12];
+        // vxlan_port in network order, padding, node_ip in network order,
+        // the SNAT range in host order.
+        let mut value = [0u8; 20];
         value[..4].copy_from_slice(&mode.to_ne_bytes());
         value[4..8].copy_from_slice(&ip.octets());
         value[8..10].copy_from_slice(&port.to_be_bytes());
+        value[12..16].copy_from_slice(&node.ip.octets());
+        value[16..18].copy_from_slice(&node.snat_ports.0.to_ne_bytes());
+        value[18..20].copy_from_slice(&node.snat_ports.1.to_ne_bytes());
         self.update("config", &0u32.to_ne_bytes(), &value)
+    }
+
+    /// Steers TCP (`proto` 6) or UDP (17) to `port` of the node IP (on an
+    /// [`Steering::Owned`] port with a [`NodeSteering`]).
+    pub fn add_node_port(&self, proto: u8, port: u16) -> Result<(), SteerError> {
+        self.update(
+            "node_ports",
+            &node_port_key(proto, port),
+            &1u32.to_ne_bytes(),
+        )
+    }
+
+    /// Stops steering a node port given to [`SteeringProgram::add_node_port`].
+    pub fn del_node_port(&self, proto: u8, port: u16) -> Result<(), SteerError> {
+        self.map("node_ports")
+            .delete(&node_port_key(proto, port))
+            .map_err(|source| SteerError::Map {
+                ifname: self.ifname.clone(),
+                map: "node_ports",
+                source,
+            })
     }
 
     /// Steers IPv4 packets to `prefix` (on an [`Steering::Owned`] port).
@@ -300,6 +346,12 @@ impl Drop for SteeringProgram {
             let _ = xdp.detach(self.ifindex, self.mode.flags());
         }
     }
+}
+
+/// struct node_port_key of the C source.
+fn node_port_key(proto: u8, port: u16) -> [u8; 4] {
+    let [hi, lo] = port.to_be_bytes();
+    [proto, 0, hi, lo]
 }
 
 fn lpm_key(addr: Ipv4Addr, len: u8) -> [u8; 8] {

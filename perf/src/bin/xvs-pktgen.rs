@@ -309,7 +309,27 @@ fn gen(a: &GenArgs) -> Result<()> {
             }
         };
         let chunk = u32::try_from(chunk.min(limit - sent)).unwrap_or(u32::MAX);
-        engine.send(chunk)?;
+        match &mut engine {
+            // Nothing went out yet: a kernel that refuses live frames
+            // (seen on sandboxed kernels, EPERM) gets the AF_XDP engine.
+            Engine::Live(g) if sent == 0 => match g.send(chunk) {
+                Err(e) if e.is_refused() => {
+                    eprintln!(
+                        "xvs-pktgen: the kernel refuses XDP live frames ({e}); \
+                         falling back to the AF_XDP engine (about a quarter of the rate on veth)"
+                    );
+                    engine = Engine::AfXdp(Box::new(AfXdp::new(
+                        &a.dev,
+                        FrameWriter::new(kind, &t, vary)?,
+                        &sizes,
+                        a.flows,
+                    )?));
+                    engine.send(chunk)?;
+                }
+                other => other?,
+            },
+            _ => engine.send(chunk)?,
+        }
         sent += u64::from(chunk);
     }
     engine.finish()?;
