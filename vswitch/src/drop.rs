@@ -123,6 +123,22 @@ drop_reasons! {
     /// A flow rule would push a VLAN tag but the frame has no headroom, or
     /// would make it longer than a frame holds.
     RuleVlanNoRoom = "rule_vlan_no_room",
+    /// A Service without a usable endpoint: refused with a TCP RST or an
+    /// ICMP port unreachable.
+    ServiceNoEndpoints = "service_no_endpoints",
+    /// A `Local` traffic policy and no endpoint on this node.
+    ServiceNoLocalEndpoints = "service_no_local_endpoints",
+    /// Every SNAT port of the source address is in use.
+    SnatPortsExhausted = "snat_ports_exhausted",
+    /// A connection that needs NAT found conntrack full.
+    ConntrackFull = "conntrack_full",
+    /// The NATed reply tuple is another connection's.
+    NatClash = "nat_clash",
+    /// A packet that cannot start a connection (a TCP RST or FIN) to a
+    /// Service or leaving for masquerade, with no connection to belong to.
+    NatInvalid = "nat_invalid",
+    /// A fragment after the first of a datagram that would be NATed.
+    NatFragment = "nat_fragment",
     /// A stage left a packet undecided: a bug, counted rather than leaked.
     Internal = "internal",
 }
@@ -159,6 +175,12 @@ pub struct Counters {
     pub ct_created: u64,
     pub ct_invalid: u64,
     pub ct_untracked: u64,
+    /// New connections to a Service, load-balanced.
+    pub svc_connections: u64,
+    /// New connections masqueraded to the node IP.
+    pub snat_connections: u64,
+    /// TCP RSTs sent for Services without endpoints.
+    pub tcp_resets: u64,
 }
 
 impl Default for Counters {
@@ -182,6 +204,9 @@ impl Default for Counters {
             ct_created: 0,
             ct_invalid: 0,
             ct_untracked: 0,
+            svc_connections: 0,
+            snat_connections: 0,
+            tcp_resets: 0,
         }
     }
 }

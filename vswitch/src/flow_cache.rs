@@ -115,7 +115,7 @@ pub const fn generation_tag(generation: u64) -> u32 {
 
 /// The cache value of `action` under `snap`.
 pub fn value(action: CachedAction, snap: &Snapshot) -> FlowValue {
-    FlowValue::new(action.encode(), generation_tag(snap.generation))
+    FlowValue::new(action.encode(), generation_tag(snap.flow_generation))
 }
 
 /// The cache key of an untagged IPv4 frame received on `in_port`, whose
@@ -285,8 +285,8 @@ pub struct Revalidated {
 /// removed: they were made under a snapshot older than `old`.
 pub fn revalidate(table: &FlowTable, old: &Snapshot, new: &Snapshot) -> Revalidated {
     let (old_tag, new_tag) = (
-        generation_tag(old.generation),
-        generation_tag(new.generation),
+        generation_tag(old.flow_generation),
+        generation_tag(new.flow_generation),
     );
     let same_port = |zone: PortId| {
         let (Some(a), Some(b)) = (
@@ -367,7 +367,7 @@ pub fn describe(flow: &FlowView, snap: &Snapshot, now: u64) -> Option<FlowDescri
         tp_dst: ports.then_some(dst_port),
         ..FlowMatch::default()
     };
-    let current = flow.value.generation() == generation_tag(snap.generation);
+    let current = flow.value.generation() == generation_tag(snap.flow_generation);
     let action = CachedAction::decode(flow.value.action());
     let rule = action
         .rule()

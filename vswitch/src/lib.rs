@@ -34,6 +34,7 @@ pub mod lpm;
 pub mod packet;
 pub mod pipeline;
 pub mod port;
+pub mod services;
 pub mod snapshot;
 pub mod trace;
 pub mod wire;

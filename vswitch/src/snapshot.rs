@@ -8,17 +8,28 @@
 //! says what to fix. The result is never mutated: the control plane builds a
 //! new one and publishes it with one pointer swap, and each carries a
 //! `generation` so cached flows built from an older one can be revalidated.
+//!
+//! Services are compiled into their own [`ServiceTable`], which a new
+//! snapshot shares with the previous one wherever Services did not change
+//! ([`Snapshot::compile_with`]); a change of Services alone makes a new
+//! snapshot that shares everything else ([`Snapshot::with_services`]) and
+//! keeps its `flow_generation`: cached flows do not depend on Services
+//! (conntrack carries a connection's NAT), so they stay valid and nothing
+//! needs revalidating.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use rustc_hash::{FxHashMap, FxHashSet};
+use xvs_control::service::Services;
 use xvs_control::state::{DesiredState, MacAddr, PortKind};
 
 use crate::classifier::{RuleError, RuleTable};
 use crate::lpm::Lpm;
 use crate::packet::MAX_FRAME_LEN;
 use crate::port::PortId;
+use crate::services::{NodeFacts, ServiceTable, ServiceTableError, DEFAULT_SNAT_PORTS};
 use crate::wire::{vlan, ETHERNET_HEADER_LEN, VXLAN_OVERHEAD};
 
 /// The smallest MTU an IPv4 link may have (RFC 791).
@@ -121,6 +132,9 @@ pub struct Remote {
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub generation: u64,
+    /// The generation of the last change to anything but Services: what
+    /// cached flows and hand-off parcels are tagged with.
+    pub flow_generation: u64,
     /// Indexed by [`PortId`].
     pub ports: Vec<PortInfo>,
     pub routes: Lpm<u32, Route>,
@@ -146,6 +160,20 @@ pub struct Snapshot {
     /// its hop with a 16-bit index ([`Snapshot::hop_id`]).
     pub hops: Vec<NextHop>,
     hop_ids: FxHashMap<NextHop, u16>,
+    /// Services, compiled.
+    pub services: Arc<ServiceTable>,
+    /// The Services `services` was compiled from.
+    pub service_specs: Services,
+    /// What the service table was compiled for.
+    pub facts: NodeFacts,
+    /// The cluster's pod network, if pod traffic leaving it is
+    /// masqueraded.
+    pub cluster_prefix: Option<Prefix4>,
+    /// The source address of SNAT inside the cluster (NodePort traffic to
+    /// an endpoint on another node, hairpin): this node's pod CIDR's
+    /// network address, as Flannel gives its VXLAN device, so the answers
+    /// come back through this node's overlay route.
+    pub cluster_snat_ip: Ipv4Addr,
 }
 
 /// Why a desired state cannot be compiled.
@@ -193,6 +221,10 @@ pub enum CompileError {
     TooManyRules(usize),
     #[error("{0} distinct next hops; the switch supports at most {max}", max = u16::MAX - 1)]
     TooManyHops(usize),
+    #[error(transparent)]
+    Service(#[from] ServiceTableError),
+    #[error("pod port {port:?} has address {ip}, the pod CIDR's network address, which the switch uses as its own source address inside the cluster")]
+    PodHasNetworkAddress { port: String, ip: Ipv4Addr },
 }
 
 /// The most flow rules a snapshot holds: a cached flow names its rule in
@@ -200,9 +232,39 @@ pub enum CompileError {
 pub const MAX_RULES: usize = (1 << 15) - 2;
 
 impl Snapshot {
-    /// Compiles `state` into snapshot number `generation`.
+    /// Compiles `state` into snapshot number `generation`, with the
+    /// default SNAT ports.
     pub fn compile(state: &DesiredState, generation: u64) -> Result<Snapshot, CompileError> {
+        Self::compile_with(state, generation, None, DEFAULT_SNAT_PORTS)
+    }
+
+    /// Compiles `state` into snapshot number `generation`, reusing what
+    /// `previous` compiled of the Services that did not change (when the
+    /// node facts Services depend on are the same). `snat_ports` are the
+    /// node-IP ports SNAT uses, which no node port may take.
+    pub fn compile_with(
+        state: &DesiredState,
+        generation: u64,
+        previous: Option<&Snapshot>,
+        snat_ports: (u16, u16),
+    ) -> Result<Snapshot, CompileError> {
         let node = &state.node;
+        let facts = NodeFacts {
+            node_ip: node.node_ip,
+            pod_cidr: node.pod_cidr,
+            gateway_ip: node.gateway_ip,
+            snat_ports,
+        };
+        let services = match previous.filter(|p| p.facts == facts) {
+            Some(p) if p.service_specs.ptr_eq(&state.services) => Arc::clone(&p.services),
+            Some(p) => {
+                let changes = p.service_specs.changes(&state.services);
+                let changes: Vec<_> = changes.iter().map(|c| (c.name, c.new)).collect();
+                Arc::new(p.services.update(&changes, &facts)?)
+            }
+            None => Arc::new(ServiceTable::build(&state.services, &facts)?),
+        };
+        let cluster_snat_ip = node.pod_cidr.network();
         if state.ports.len() > usize::from(PortId::MAX) {
             return Err(CompileError::TooManyPorts(state.ports.len()));
         }
@@ -226,6 +288,12 @@ impl Snapshot {
             }
             let (role, mac) = match &spec.kind {
                 PortKind::Pod { ip, mac } => {
+                    if *ip == cluster_snat_ip && node.pod_cidr.prefix_len() < 32 {
+                        return Err(CompileError::PodHasNetworkAddress {
+                            port: spec.name.clone(),
+                            ip: *ip,
+                        });
+                    }
                     if !node.pod_cidr.contains(ip) {
                         return Err(CompileError::PodOutsideCidr {
                             port: spec.name.clone(),
@@ -407,6 +475,7 @@ impl Snapshot {
 
         Ok(Snapshot {
             generation,
+            flow_generation: generation,
             ports,
             routes,
             node_ip: node.node_ip,
@@ -421,7 +490,28 @@ impl Snapshot {
             rules,
             hops,
             hop_ids,
+            services,
+            service_specs: state.services.clone(),
+            facts,
+            cluster_prefix: node.cluster_cidr.map(Prefix4::from),
+            cluster_snat_ip,
         })
+    }
+
+    /// This snapshot with `services` (compiled from `specs`) instead of
+    /// its Services, as number `generation`; see the module documentation.
+    pub fn with_services(
+        &self,
+        services: Arc<ServiceTable>,
+        specs: Services,
+        generation: u64,
+    ) -> Snapshot {
+        Snapshot {
+            generation,
+            services,
+            service_specs: specs,
+            ..self.clone()
+        }
     }
 
     /// Whether `ip` is one of the switch's own addresses: the pod gateway,
@@ -510,6 +600,7 @@ mod tests {
                     udp_port: 4789,
                     uplink: "eth0".into(),
                 }),
+                cluster_cidr: None,
             },
             ports: vec![
                 port(
@@ -531,6 +622,7 @@ mod tests {
             remote_nodes: vec![remote("node2", "10.244.2.0/24", REMOTE_VTEP)],
             proxy_arp: vec![PROXY],
             rules: Vec::new(),
+            services: Default::default(),
         }
     }
 

@@ -368,7 +368,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
     /// Hands every transmit queue to its port, or to the worker that
     /// serves it.
     fn flush(&mut self, round: &mut Round) {
-        let generation = self.pipeline.snapshot().generation;
+        let generation = self.pipeline.snapshot().flow_generation;
         for (port, queue) in self.pipeline.tx_queues() {
             let idx = usize::from(port);
             let c = &mut self.port_counters[idx];
@@ -398,7 +398,7 @@ impl<P: FramePool, T: Port<P>> Worker<P, T> {
             return 0;
         };
         let (ports, counters, tap) = (&mut self.ports, &mut self.port_counters, &self.tap);
-        let generation = self.pipeline.snapshot().generation;
+        let generation = self.pipeline.snapshot().flow_generation;
         let done = inbox.deliver(
             &mut self.pool,
             &mut self.batch,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use xvs_control::server::Server;
 use xvs_control::state::DesiredState;
-use xvs_vswitch::daemon::config::{self, Flags, XvsdConfig};
+use xvs_vswitch::daemon::config::{self, Flags, XvsdConfig, DEFAULT_MAX_AFFINITY};
 use xvs_vswitch::daemon::control::Control;
 use xvs_vswitch::daemon::store::{merge, StateStore};
 use xvs_vswitch::daemon::{metrics, write_atomically, Datapath, DatapathSettings, Report};
@@ -151,6 +151,28 @@ fn initial_state(
     Ok(merge(stored, boot).expect("one of them is there"))
 }
 
+/// Warns when the kernel's ephemeral ports overlap the SNAT ports: the
+/// uplink's XDP program hands what arrives for those to the switch, so the
+/// node's own connections using one would lose their answers.
+fn warn_if_snat_ports_overlap((first, last): (u16, u16)) {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range") else {
+        return;
+    };
+    let mut it = text
+        .split_whitespace()
+        .filter_map(|v| v.parse::<u16>().ok());
+    if let (Some(lo), Some(hi)) = (it.next(), it.next()) {
+        if lo <= last && first <= hi {
+            tracing::warn!(
+                snat_ports = format!("{first}-{last}"),
+                ip_local_port_range = format!("{lo}-{hi}"),
+                "the SNAT ports overlap the kernel's ephemeral ports: the node's own \
+                 connections on those ports will not get their answers; narrow one of them"
+            );
+        }
+    }
+}
+
 fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
     let config = XvsdConfig::load(flags)?;
     if let Some(path) = &flags.report_json {
@@ -174,7 +196,10 @@ fn run(flags: &Flags) -> Result<(), Box<dyn std::error::Error>> {
         max_flows: config.max_flows(),
         max_connections: config.max_connections(),
         flow_idle: config.flow_idle(),
+        snat_ports: config.snat_ports()?,
+        max_affinity: DEFAULT_MAX_AFFINITY,
     };
+    warn_if_snat_ports_overlap(settings.snat_ports);
     let datapath = Datapath::start(state.clone(), &config.cores, settings, stop.clone())?;
     if let Some(store) = &store {
         store.save(&state)?;

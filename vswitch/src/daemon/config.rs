@@ -26,6 +26,9 @@
 //! ip = "10.244.1.2"
 //! mac = "02:00:00:01:00:02"
 //!
+//! cluster_cidr = "10.244.0.0/16"   # masquerade pod traffic leaving it
+//! snat_ports = "61000-65535"        # node-IP ports masquerade may use
+//!
 //! [[bridged]]      # a port of a learning bridge, switched by MAC only
 //! ifname = "veth-nf1"
 //! domain = 1       # bridge domain; default 1
@@ -48,6 +51,7 @@ use xvs_control::state::{
 };
 
 use super::datapath::ring_size_for;
+use crate::services::DEFAULT_SNAT_PORTS;
 
 /// Descriptors per AF_XDP ring of uplink and bridged ports unless
 /// configured.
@@ -65,6 +69,8 @@ pub const DEFAULT_FLOW_IDLE_MS: u64 = 10_000;
 /// Frames of each worker's UMEM unless configured (2 KiB each: 128 MiB,
 /// pinned): room for 29 pods and an uplink with the default rings.
 pub const DEFAULT_UMEM_FRAMES: u32 = 65536;
+/// Client-IP affinity entries remembered at most.
+pub const DEFAULT_MAX_AFFINITY: usize = 65_536;
 /// Bridge domain of a bridged port unless configured.
 pub const DEFAULT_BRIDGE_DOMAIN: u16 = 1;
 /// Node IP of a switch with only bridged ports, where none is given.
@@ -126,6 +132,10 @@ pub struct XvsdConfig {
     pub max_connections: Option<usize>,
     /// Milliseconds without packets after which a cached flow is removed.
     pub flow_idle_ms: Option<u64>,
+    /// The cluster's pod network: pod traffic leaving it is masqueraded.
+    pub cluster_cidr: Option<Ipv4Net>,
+    /// `FIRST-LAST`: node-IP source ports for SNAT.
+    pub snat_ports: Option<String>,
     pub vxlan: Option<VxlanConfig>,
     #[serde(default)]
     pub remote_nodes: Vec<RemoteNodeSpec>,
@@ -242,6 +252,15 @@ pub struct Flags {
     /// [default: 10000, as OVS's max-idle].
     #[arg(long, value_name = "MS")]
     pub flow_idle_ms: Option<u64>,
+    /// The cluster's pod network (kube-proxy's --cluster-cidr): pod
+    /// traffic to anywhere outside it leaves masqueraded to the node IP.
+    #[arg(long, value_name = "CIDR")]
+    pub cluster_cidr: Option<Ipv4Net>,
+    /// Node-IP source ports SNAT (masquerade, NodePort to another node,
+    /// hairpin) takes connections' ports from; keep them out of
+    /// net.ipv4.ip_local_port_range [default: 61000-65535].
+    #[arg(long, value_name = "FIRST-LAST")]
+    pub snat_ports: Option<String>,
     /// Serve Prometheus metrics on this localhost address (e.g.
     /// 127.0.0.1:9464), at /metrics.
     #[arg(long, value_name = "ADDR:PORT")]
@@ -303,6 +322,11 @@ impl XvsdConfig {
         self.max_flows = f.max_flows.or(self.max_flows);
         self.max_connections = f.max_connections.or(self.max_connections);
         self.flow_idle_ms = f.flow_idle_ms.or(self.flow_idle_ms);
+        self.cluster_cidr = f.cluster_cidr.or(self.cluster_cidr);
+        if f.snat_ports.is_some() {
+            self.snat_ports.clone_from(&f.snat_ports);
+        }
+        self.snat_ports()?;
         self.force_copy |= f.force_copy;
         if !f.cores.is_empty() {
             self.cores.clone_from(&f.cores);
@@ -398,6 +422,24 @@ impl XvsdConfig {
     /// state alone says what the switch is).
     pub fn describes_node(&self) -> bool {
         self.routed() || !self.bridged.is_empty() || self.node_ip.is_some()
+    }
+
+    /// The SNAT port range, `FIRST-LAST` with `0 < FIRST <= LAST`.
+    pub fn snat_ports(&self) -> Result<(u16, u16), ConfigError> {
+        const WANT: &str = "FIRST-LAST, two ports with 0 < FIRST <= LAST";
+        let Some(text) = &self.snat_ports else {
+            return Ok(DEFAULT_SNAT_PORTS);
+        };
+        let bad = || flag_err("snat-ports", text, WANT);
+        let (a, b) = text.split_once('-').ok_or_else(bad)?;
+        let (a, b): (u16, u16) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if a == 0 || a > b {
+            return Err(bad());
+        }
+        Ok((a, b))
     }
 
     /// UMEM frames per worker: as configured, else the default or what
@@ -501,12 +543,14 @@ impl XvsdConfig {
                 gateway_ip: DEFAULT_POD_GATEWAY,
                 gateway_mac: DEFAULT_GATEWAY_MAC,
                 vxlan,
+                cluster_cidr: self.cluster_cidr,
             },
             ports,
             routes: Vec::new(),
             remote_nodes: self.remote_nodes.clone(),
             proxy_arp: Vec::new(),
             rules: Vec::new(),
+            services: Default::default(),
         })
     }
 }

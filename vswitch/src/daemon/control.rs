@@ -33,7 +33,7 @@ use xvs_control::state::{
     diff, Attachment, DesiredState, PortKind, PortSpec, RemoteNodeSpec, RouteSpec,
 };
 
-use super::store::StateStore;
+use super::store::{JournalEntry, StateStore};
 use super::{write_atomically, DaemonError, Datapath, Report};
 use crate::capture;
 use crate::wire::VXLAN_OVERHEAD;
@@ -123,6 +123,10 @@ impl Control {
         Control { datapath, store }
     }
 
+    pub(super) fn store(&self) -> Option<&StateStore> {
+        self.store.as_ref()
+    }
+
     pub(super) fn datapath(&self) -> MutexGuard<'_, Datapath> {
         // A panic while holding the lock is a bug; the datapath itself is
         // still consistent (apply changes it only at the end).
@@ -142,15 +146,24 @@ impl Control {
         let changes = diff(dp.desired(), &state);
         if !changes.is_empty() && !dry_run {
             dp.apply(state.clone()).map_err(|e| match e {
-                DaemonError::Compile(e) => err(ErrorCode::InvalidParams, e.to_string()),
                 DaemonError::Steer(xvs_hw::steer::SteerError::NoInterface(name)) => err(
                     ErrorCode::NotFound,
                     format!("interface {name} does not exist"),
                 ),
-                e => err(ErrorCode::Internal, e.to_string()),
+                DaemonError::NodeFixed(_) => err(ErrorCode::InvalidParams, e.to_string()),
+                e => super::services::service_error(e),
             })?;
             if let Some(store) = &self.store {
-                store.save(&state).map_err(|e| {
+                // Everything but the Services is small: journal it, unless
+                // the Services changed too (`apply`), then write it all.
+                let saved = if state.services.ptr_eq(&dp.desired().services) {
+                    let mut base = state.clone();
+                    base.services = Default::default();
+                    store.record(&[JournalEntry::Base(base)], &state)
+                } else {
+                    store.save(&state)
+                };
+                saved.map_err(|e| {
                     err(
                         ErrorCode::Internal,
                         format!("applied, but not persisted: {e}"),
@@ -446,6 +459,7 @@ impl Handler for Control {
                 )
             }
             method => super::flows::handle(self, method, &request.params)
+                .or_else(|| super::services::handle(self, method, &request.params))
                 .unwrap_or_else(|| Err(unknown_method(request))),
         }
     }

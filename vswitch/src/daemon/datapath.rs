@@ -54,8 +54,9 @@ use std::time::{Duration, Instant};
 use crossbeam::channel::{self, Receiver, Sender};
 use ipnet::Ipv4Net;
 use xvs_control::state::{DesiredState, PortKind, PortSpec};
+use xvs_flowtable::snat_ports::SnatPool;
 use xvs_flowtable::{Conntrack, FlowTable, Timeouts};
-use xvs_hw::steer::{AttachMode, Steering, SteeringProgram};
+use xvs_hw::steer::{AttachMode, NodeSteering, Steering, SteeringProgram};
 use xvs_hw::xsk::{BindMode, SocketId, SocketStats, Xsk};
 
 use super::config::rx_queues;
@@ -64,8 +65,9 @@ use crate::capture::{Capture, CaptureResult, CaptureState};
 use crate::drop::DropReason;
 use crate::flow_cache;
 use crate::handoff::{self, Doorbell, Outbox};
-use crate::pipeline::PipelineConfig;
+use crate::pipeline::{NatTables, PipelineConfig};
 use crate::port::{XskPool, XskPort};
+use crate::services::ServiceTable;
 use crate::snapshot::Snapshot;
 use crate::worker::{PortCounters, PortSlot, Worker};
 
@@ -118,6 +120,10 @@ pub struct DatapathSettings {
     pub max_connections: usize,
     /// A cached flow without packets for this long is removed.
     pub flow_idle: Duration,
+    /// Node-IP (and pod-network-address) ports SNAT takes.
+    pub snat_ports: (u16, u16),
+    /// Client-IP affinity entries remembered at most.
+    pub max_affinity: usize,
 }
 
 impl DatapathSettings {
@@ -196,6 +202,9 @@ impl WorkerCtx {
                 flows_added: counters.flows_added,
                 ct_created: counters.ct_created,
                 ct_invalid: counters.ct_invalid,
+                svc_connections: counters.svc_connections,
+                snat_connections: counters.snat_connections,
+                tcp_resets: counters.tcp_resets,
                 sockets: local(worker).fold(SocketStats::default(), |mut sum, p| {
                     sum.add(&p.stats(&worker.pool));
                     sum
@@ -229,6 +238,67 @@ struct LivePort {
     plumbing: Plumbing,
     program: SteeringProgram,
     info: PortInfo,
+    /// On an uplink: the Service addresses and node ports its program
+    /// steers to the switch.
+    steered: Option<SteeredServices>,
+}
+
+/// What of the Services an uplink's program steers.
+#[derive(Debug, Default)]
+struct SteeredServices {
+    addresses: std::collections::HashSet<std::net::Ipv4Addr>,
+    node_ports: std::collections::HashSet<(u8, u16)>,
+}
+
+impl LivePort {
+    /// Brings the program's Service steering to exactly `table`'s.
+    fn steer_services(&mut self, table: &ServiceTable) -> Result<(), DaemonError> {
+        let Some(steered) = &mut self.steered else {
+            return Ok(());
+        };
+        let addresses: std::collections::HashSet<_> = table.addresses().collect();
+        let node_ports: std::collections::HashSet<_> = table.node_ports().collect();
+        let delta = crate::services::SteeringDelta {
+            add_addresses: addresses.difference(&steered.addresses).copied().collect(),
+            del_addresses: steered.addresses.difference(&addresses).copied().collect(),
+            add_node_ports: node_ports
+                .difference(&steered.node_ports)
+                .copied()
+                .collect(),
+            del_node_ports: steered
+                .node_ports
+                .difference(&node_ports)
+                .copied()
+                .collect(),
+        };
+        self.steer_delta(&delta)
+    }
+
+    /// Applies `delta` to the program's Service steering.
+    fn steer_delta(&mut self, delta: &crate::services::SteeringDelta) -> Result<(), DaemonError> {
+        let Some(steered) = &mut self.steered else {
+            return Ok(());
+        };
+        for &a in &delta.add_addresses {
+            self.program.own_prefix(a, 32)?;
+            steered.addresses.insert(a);
+        }
+        for &(proto, port) in &delta.add_node_ports {
+            self.program.add_node_port(proto, port)?;
+            steered.node_ports.insert((proto, port));
+        }
+        for a in &delta.del_addresses {
+            if steered.addresses.remove(a) {
+                self.program.disown_prefix(*a, 32)?;
+            }
+        }
+        for np in &delta.del_node_ports {
+            if steered.node_ports.remove(np) {
+                self.program.del_node_port(np.0, np.1)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How a port's interface is set up; a port whose plumbing changes is
@@ -240,11 +310,15 @@ struct Plumbing {
     owned: Option<Ipv4Net>,
 }
 
-fn plumbing(spec: &PortSpec, state: &DesiredState) -> Plumbing {
+fn plumbing(spec: &PortSpec, state: &DesiredState, snat_ports: (u16, u16)) -> Plumbing {
     match spec.kind {
         PortKind::Uplink { .. } => Plumbing {
             steering: Steering::Owned {
                 vxlan: state.node.vxlan.as_ref().map(|v| (v.vtep_ip, v.udp_port)),
+                node: Some(NodeSteering {
+                    ip: state.node.node_ip,
+                    snat_ports,
+                }),
             },
             owned: Some(state.node.pod_cidr),
         },
@@ -297,6 +371,8 @@ pub struct Datapath {
     /// The flow cache and the connection table every worker shares.
     flows: Arc<FlowTable>,
     conntrack: Arc<Conntrack>,
+    /// SNAT ports and Service affinity, shared by every worker.
+    nat: Arc<NatTables>,
     epoch: Instant,
     /// Ages flows out (see [`age_flows`]); stops with the workers.
     ager: Option<JoinHandle<()>>,
@@ -333,8 +409,35 @@ impl Datapath {
             remote_nodes: Vec::new(),
             proxy_arp: Vec::new(),
             rules: Vec::new(),
+            services: Default::default(),
         };
-        let snapshot = Arc::new(Snapshot::compile(&empty, 0)?);
+        let snapshot = Arc::new(Snapshot::compile_with(
+            &empty,
+            0,
+            None,
+            settings.snat_ports,
+        )?);
+        // SNAT takes ports of the node IP (masquerade) and of the pod
+        // network's address (inside the cluster); conntrack gives a port
+        // back when it removes the connection that held it.
+        let (first, last) = settings.snat_ports;
+        let nat = Arc::new(NatTables {
+            snat: SnatPool::new(
+                &[state.node.node_ip, snapshot.cluster_snat_ip],
+                first..=last,
+            ),
+            affinity: FlowTable::with_capacity(settings.max_affinity),
+            snat_exhausted: std::sync::atomic::AtomicU64::new(0),
+        });
+        let released = Arc::clone(&nat);
+        let conntrack = Conntrack::new(settings.max_connections, Timeouts::default())
+            .with_on_remove(move |conn| {
+                if let Some(s) = conn.nat().snat {
+                    if let std::net::IpAddr::V4(a) = s.to.addr {
+                        released.snat.release(a, s.to.port);
+                    }
+                }
+            });
         let mut datapath = Datapath {
             stop,
             threads: Vec::new(),
@@ -350,10 +453,8 @@ impl Datapath {
             capture: None,
             next_generation: 1,
             flows: Arc::new(FlowTable::with_capacity(settings.max_flows)),
-            conntrack: Arc::new(Conntrack::new(
-                settings.max_connections,
-                Timeouts::default(),
-            )),
+            conntrack: Arc::new(conntrack),
+            nat,
             epoch: Instant::now(),
             ager: None,
         };
@@ -372,6 +473,7 @@ impl Datapath {
             );
             worker.pipeline.set_flow_cache(datapath.flows.clone());
             worker.pipeline.set_conntrack(datapath.conntrack.clone());
+            worker.pipeline.set_nat(datapath.nat.clone());
             let (tx, rx) = channel::unbounded();
             let bell = Doorbell::new().map_err(DaemonError::Handoff)?;
             let published = Arc::new(Mutex::new(None));
@@ -395,6 +497,7 @@ impl Datapath {
         datapath.ager = Some(spawn_ager(
             datapath.flows.clone(),
             datapath.conntrack.clone(),
+            datapath.nat.clone(),
             datapath.epoch,
             settings.flow_idle,
             datapath.stop.clone(),
@@ -461,7 +564,19 @@ impl Datapath {
             std::path::Path::new("/sys/class/net").join(name).exists()
         });
         let generation = self.next_generation;
-        let snapshot = Arc::new(Snapshot::compile(&effective, generation)?);
+        let snapshot = Arc::new(Snapshot::compile_with(
+            &effective,
+            generation,
+            Some(&self.snapshot),
+            self.settings.snat_ports,
+        )?);
+        let snat_ips = self.nat.snat.ips();
+        if !snat_ips.contains(&effective.node.node_ip)
+            || !snat_ips.contains(&snapshot.cluster_snat_ip)
+        {
+            let ips: Vec<String> = snat_ips.iter().map(ToString::to_string).collect();
+            return Err(DaemonError::NodeFixed(ips.join(" and ")));
+        }
 
         // Reconcile ports by name: kept (index into `live`) or new.
         let workers = self.jobs.len();
@@ -469,8 +584,9 @@ impl Datapath {
         // UMEM frames the sockets of each worker may hold: two rings each.
         let mut frames = vec![0u32; workers];
         let mut kept: Vec<Option<usize>> = Vec::with_capacity(effective.ports.len());
+        let snat_ports = self.settings.snat_ports;
         for spec in &effective.ports {
-            let plumb = plumbing(spec, &effective);
+            let plumb = plumbing(spec, &effective, snat_ports);
             let old = self
                 .live
                 .iter()
@@ -488,7 +604,7 @@ impl Datapath {
             if kept[i].is_some() {
                 continue;
             }
-            let plumb = plumbing(spec, &effective);
+            let plumb = plumbing(spec, &effective, snat_ports);
             let program = SteeringProgram::attach(&spec.name, plumb.steering)?;
             if let Some(cidr) = plumb.owned {
                 program.own_prefix(cidr.network(), cidr.prefix_len())?;
@@ -514,6 +630,8 @@ impl Datapath {
                         queues,
                         workers: served_by,
                     },
+                    steered: matches!(spec.kind, PortKind::Uplink { .. })
+                        .then(SteeredServices::default),
                     program,
                 },
             );
@@ -526,6 +644,16 @@ impl Datapath {
                 frames: self.settings.umem_frames,
                 need: need(w),
             });
+        }
+
+        // Service addresses and node ports on the uplinks: all of them on
+        // a new program, what changed on a kept one (a kept program that
+        // fails is left half-steered; the next change retries it).
+        for port in fresh.values_mut() {
+            port.steer_services(&snapshot.services)?;
+        }
+        for &j in kept.iter().flatten() {
+            self.live[j].steer_services(&snapshot.services)?;
         }
 
         // Each worker's plan for each port of the new snapshot.
@@ -619,6 +747,53 @@ impl Datapath {
         );
         self.desired = desired;
         self.missing = missing;
+        Ok(())
+    }
+
+    /// Converges the datapath to the desired state with `services` as its
+    /// Services, `changed` naming every Service that differs from the
+    /// current ones: the Service fast path. Only those Services are
+    /// compiled, the rest of the snapshot is shared, the uplinks' steering
+    /// changes by what those Services used, and each worker swaps in the
+    /// new snapshot between two batches; cached flows stay valid (see
+    /// [`Snapshot::with_services`]). Costs `O(changed · log n)` whatever
+    /// the number of Services. On error nothing changed.
+    pub fn apply_services(
+        &mut self,
+        services: xvs_control::service::Services,
+        changed: &[String],
+    ) -> Result<(), DaemonError> {
+        let old = Arc::clone(&self.snapshot);
+        let changes: Vec<_> = changed
+            .iter()
+            .map(|name| (name.as_str(), services.get(name)))
+            .collect();
+        let table = old
+            .services
+            .update(&changes, &old.facts)
+            .map_err(|e| DaemonError::Compile(e.into()))?;
+        let touched: Vec<&xvs_control::service::ServiceSpec> = changed
+            .iter()
+            .flat_map(|name| [old.service_specs.get(name), services.get(name)])
+            .flatten()
+            .map(|s| &**s)
+            .collect();
+        let delta = ServiceTable::steering_delta(&old.services, &table, touched.into_iter());
+        for port in &mut self.live {
+            port.steer_delta(&delta)?;
+        }
+        let generation = self.next_generation;
+        self.next_generation = generation + 1;
+        let snapshot = Arc::new(old.with_services(Arc::new(table), services.clone(), generation));
+        self.on_workers(|_| {
+            let snapshot = Arc::clone(&snapshot);
+            move |ctx: &mut WorkerCtx| {
+                ctx.worker.pipeline.set_snapshot(snapshot);
+                Ok(())
+            }
+        })?;
+        self.snapshot = snapshot;
+        self.desired.services = services;
         Ok(())
     }
 
@@ -1055,10 +1230,13 @@ const AGE_EVERY: Duration = Duration::from_secs(1);
 fn spawn_ager(
     flows: Arc<FlowTable>,
     conntrack: Arc<Conntrack>,
+    nat: Arc<NatTables>,
     epoch: Instant,
     idle: Duration,
     stop: Arc<AtomicBool>,
 ) -> JoinHandle<()> {
+    let affinity_ns = u64::from(xvs_control::service::MAX_AFFINITY_TIMEOUT_SECS) * 1_000_000_000;
+    let mut exhausted_seen = 0;
     let idle_ns = u64::try_from(idle.as_nanos()).unwrap_or(u64::MAX);
     std::thread::Builder::new()
         .name("xvs-flow-ager".into())
@@ -1075,8 +1253,28 @@ fn spawn_ager(
                 let now = nanos_since(epoch);
                 let aged = flows.retain(|f| now.saturating_sub(f.last_seen) < idle_ns);
                 let expired = conntrack.expire(now);
+                // Affinity older than the longest timeout is no use to
+                // any Service (each checks its own timeout on lookup).
+                nat.affinity
+                    .retain(|f| now.saturating_sub(f.last_seen) < affinity_ns);
                 if aged + expired > 0 {
                     tracing::debug!(aged, expired, "idle flows and expired connections removed");
+                }
+                let exhausted = nat.snat_exhausted.load(Ordering::Relaxed);
+                if exhausted != exhausted_seen {
+                    for ip in nat.snat.ips() {
+                        let ports = nat.snat.ports(*ip);
+                        tracing::warn!(
+                            refused = exhausted - exhausted_seen,
+                            %ip,
+                            in_use = ports.map_or(0, |p| p.in_use()),
+                            capacity = ports.map_or(0, |p| p.capacity()),
+                            "SNAT ports exhausted: new connections needing a source port \
+                             were dropped (snat_ports_exhausted); widen --snat-ports or \
+                             shorten connection timeouts"
+                        );
+                    }
+                    exhausted_seen = exhausted;
                 }
             }
         })
@@ -1155,6 +1353,7 @@ mod tests {
                 gateway_ip: xvs_control::state::DEFAULT_POD_GATEWAY,
                 gateway_mac: xvs_control::state::DEFAULT_GATEWAY_MAC,
                 vxlan: None,
+                cluster_cidr: None,
             },
             ports: vec![
                 port("eth0", PortKind::Uplink { mac }),
@@ -1182,6 +1381,7 @@ mod tests {
             .iter()
             .map(|r| r.parse().unwrap())
             .collect(),
+            services: Default::default(),
         };
         let (effective, missing) = present(&state, |name| name == "here");
         let rules: Vec<String> = effective.rules.iter().map(|r| r.to_string()).collect();

@@ -195,7 +195,7 @@ fn rule_list(dp: &Datapath) -> Value {
     let snap = dp.snapshot();
     let rules = snap.rules.rules();
     let mut per_rule = vec![(0u64, 0u64, 0u64); rules.len()];
-    let tag = flow_cache::generation_tag(snap.generation);
+    let tag = flow_cache::generation_tag(snap.flow_generation);
     dp.flows().for_each(|view| {
         if view.value.generation() != tag {
             return;

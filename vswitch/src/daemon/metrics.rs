@@ -753,6 +753,9 @@ mod tests {
             flows_added: 9,
             ct_created: 3,
             ct_invalid: 0,
+            svc_connections: 0,
+            snat_connections: 0,
+            tcp_resets: 0,
             sockets: SocketStats {
                 rx_ring_full: 5,
                 rx_fill_ring_empty: 6,

@@ -21,6 +21,7 @@ pub mod control;
 pub mod datapath;
 mod flows;
 pub mod metrics;
+mod services;
 pub mod store;
 
 pub use datapath::{Datapath, DatapathSettings, PortInfo, WorkerInfo};
@@ -66,6 +67,8 @@ pub enum DaemonError {
     NoPort { name: String, missing: bool },
     #[error("a capture is already running on port {0}; wait for it to end")]
     CaptureBusy(String),
+    #[error("the node IP and pod CIDR are fixed while xvsd runs (SNAT ports are allocated on {0}); restart xvsd to change them")]
+    NodeFixed(String),
 }
 
 /// Counters of one stopped worker.
@@ -94,6 +97,11 @@ pub struct WorkerReport {
     /// connection's state.
     pub ct_created: u64,
     pub ct_invalid: u64,
+    /// New connections load-balanced to a Service endpoint, masqueraded,
+    /// and refused with a TCP RST.
+    pub svc_connections: u64,
+    pub snat_connections: u64,
+    pub tcp_resets: u64,
     /// Its sockets' counters, the kernel's included (packets lost before
     /// they reached the worker: rx ring full, no fill-ring frame).
     #[serde(with = "SocketStatsJson")]
@@ -262,6 +270,9 @@ mod tests {
                 flows_added: 1,
                 ct_created: 1,
                 ct_invalid: 0,
+                svc_connections: 0,
+                snat_connections: 0,
+                tcp_resets: 0,
                 sockets: SocketStats {
                     tx_wakeups: 2,
                     ..SocketStats::default()

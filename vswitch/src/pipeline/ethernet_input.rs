@@ -126,7 +126,7 @@ impl State {
             return;
         };
         flows.lookup_batch(&self.keys[..n], &mut self.hits[..n]);
-        let tag = generation_tag(snap.generation);
+        let tag = generation_tag(snap.flow_generation);
         for (i, pkt) in batch.iter().enumerate() {
             let k = self.meta[i].key;
             if k == NO_KEY {

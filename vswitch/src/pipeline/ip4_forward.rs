@@ -162,9 +162,6 @@ impl State {
                 }
             }
             self.counters.routed += 1;
-            if !m.originated {
-                self.track(&data[l3..]);
-            }
             if own_flow && m.key != NO_KEY {
                 if let Some(id) = snap.hop_id(hop) {
                     let action = CachedAction::Forward {
@@ -193,7 +190,7 @@ impl State {
 
     /// Drops packet `i` for `reason` and, unless the switch generated it,
     /// asks icmp-error to answer it with ICMP `ty`/`code`.
-    fn refuse(&mut self, i: usize, reason: DropReason, ty: u8, code: u8, mtu: u16) {
+    pub(super) fn refuse(&mut self, i: usize, reason: DropReason, ty: u8, code: u8, mtu: u16) {
         if self.meta[i].originated {
             self.drop_packet(i, reason);
         } else {

@@ -8,9 +8,10 @@
 //! pods may only send from their own address (Calico's RPF check), and the
 //! uplink may not bring in sources of this node's own pod CIDR (strict
 //! reverse-path filtering, as `rp_filter` does for Calico). Broadcast,
-//! multicast and unspecified destinations are not routed. The switch's own
-//! addresses (gateway, node, VTEP) are delivered locally (5.2.1), never
-//! forwarded.
+//! multicast and unspecified destinations are not routed. Everything else
+//! goes to ip4-nat, which tracks it and, after any NAT, hands the switch's
+//! own addresses (gateway, node, VTEP) to local delivery (5.2.1) and the
+//! rest to forwarding.
 
 use std::net::Ipv4Addr;
 
@@ -106,10 +107,8 @@ fn classify(
             }
         }
     }
-    if snap.is_local(dst) {
-        return Ok(Next::Ip4Local);
-    }
-    Ok(Next::Ip4Forward)
+    // Local delivery or forwarding is ip4-nat's to decide, after NAT.
+    Ok(Next::Ip4Nat)
 }
 
 /// Sources no forwarded packet may carry (RFC 1812 5.3.7 and 4.2.2.11):

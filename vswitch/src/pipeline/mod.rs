@@ -16,10 +16,12 @@
 //! ethernet-input ─┬─ bridged port ─────────────────────────────► l2-bridge ─► output
 //!                 ├─ ARP ► arp-reply ──────────────────────────────────────► output
 //!                 └─ IPv4 ► ip4-input ─┬─ VXLAN to our VTEP ► vxlan-decap ─► ip4-input (inner)
-//!                                      ├─ to the switch itself ► ip4-local (echo) ─► ip4-forward
-//!                                      └─ ip4-forward ─┬─ port ──────────────────► output
-//!                                                      ├─ overlay ► vxlan-encap ─► output
-//!                                                      └─ TTL/no route/MTU ► icmp-error ─► ip4-forward
+//!                                      └─ ip4-nat (conntrack, Services, masquerade)
+//!                                          ├─ no endpoints ► tcp-reset / icmp-error ─► ip4-forward
+//!                                          ├─ to the switch itself ► ip4-local (echo) ─► ip4-forward
+//!                                          └─ ip4-forward ─┬─ port ──────────────────► output
+//!                                                          ├─ overlay ► vxlan-encap ─► output
+//!                                                          └─ TTL/no route/MTU ► icmp-error ─► ip4-forward
 //! ```
 //!
 //! Three stages run twice in [`STAGE_ORDER`]: ethernet-input (a flow rule
@@ -50,9 +52,10 @@ mod icmp_error;
 mod ip4_forward;
 mod ip4_input;
 mod ip4_local;
+mod ip4_nat;
 mod l2_bridge;
 mod rules;
-mod track;
+mod tcp_reset;
 mod vxlan_decap;
 mod vxlan_encap;
 
@@ -67,6 +70,8 @@ use crate::port::{Batch, PortId, BATCH_SIZE};
 use crate::snapshot::{PortRole, Snapshot};
 use xvs_control::state::MacAddr;
 
+pub use ip4_nat::NatTables;
+
 /// The stage a packet waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -77,8 +82,12 @@ pub enum Next {
     Arp,
     Ip4Input,
     VxlanDecap,
+    /// Conntrack, Service load balancing, masquerade.
+    Ip4Nat,
     Ip4Local,
     Ip4Forward,
+    /// Refuse a TCP segment with a RST.
+    TcpReset,
     IcmpError,
     VxlanEncap,
     L2Bridge,
@@ -105,8 +114,10 @@ impl Next {
             Next::Arp => "arp-reply",
             Next::Ip4Input => "ip4-input",
             Next::VxlanDecap => "vxlan-decap",
+            Next::Ip4Nat => "ip4-nat",
             Next::Ip4Local => "ip4-local",
             Next::Ip4Forward => "ip4-forward",
+            Next::TcpReset => "tcp-reset",
             Next::IcmpError => "icmp-error",
             Next::VxlanEncap => "vxlan-encap",
             Next::L2Bridge => "l2-bridge",
@@ -126,7 +137,7 @@ fn decision(next: Result<Next, DropReason>) -> String {
 }
 
 /// The order in which stages run over a batch.
-pub const STAGE_ORDER: [Next; 13] = [
+pub const STAGE_ORDER: [Next; 15] = [
     Next::EthernetInput,
     Next::Rules,
     Next::EthernetInput,
@@ -134,8 +145,10 @@ pub const STAGE_ORDER: [Next; 13] = [
     Next::Ip4Input,
     Next::VxlanDecap,
     Next::Ip4Input,
+    Next::Ip4Nat,
     Next::Ip4Local,
     Next::Ip4Forward,
+    Next::TcpReset,
     Next::IcmpError,
     Next::Ip4Forward,
     Next::VxlanEncap,
@@ -328,6 +341,8 @@ struct State {
     hits: [Option<FlowHit>; BATCH_SIZE],
     /// Connection tracking of routed traffic, if the pipeline has it.
     conntrack: Option<Arc<Conntrack>>,
+    /// SNAT ports and Service affinity, if the pipeline has them.
+    nat: Option<Arc<NatTables>>,
 }
 
 impl Pipeline {
@@ -351,6 +366,7 @@ impl Pipeline {
             keys: [FlowKey::from_words([0; xvs_flowtable::key::KEY_WORDS]); BATCH_SIZE],
             hits: [None; BATCH_SIZE],
             conntrack: None,
+            nat: None,
         };
         Pipeline { snapshot, state }
     }
@@ -398,6 +414,12 @@ impl Pipeline {
     /// with the other workers) from now on.
     pub fn set_conntrack(&mut self, conntrack: Arc<Conntrack>) {
         self.state.conntrack = Some(conntrack);
+    }
+
+    /// Takes SNAT ports from and remembers Service affinity in `nat`
+    /// (shared with the other workers) from now on.
+    pub fn set_nat(&mut self, nat: Arc<NatTables>) {
+        self.state.nat = Some(nat);
     }
 
     /// Starts recording every stage decision (for `trace` and the demo).
@@ -468,8 +490,10 @@ impl Pipeline {
                 Next::Arp => st.arp_reply(snap, pool, batch),
                 Next::Ip4Input => st.ip4_input(snap, pool, batch),
                 Next::VxlanDecap => st.vxlan_decap(snap, pool, batch),
+                Next::Ip4Nat => st.ip4_nat(snap, pool, batch),
                 Next::Ip4Local => st.ip4_local(snap, pool, batch),
                 Next::Ip4Forward => st.ip4_forward(snap, pool, batch),
+                Next::TcpReset => st.tcp_reset(pool, batch),
                 Next::IcmpError => st.icmp_error(snap, pool, batch),
                 Next::VxlanEncap => st.vxlan_encap(snap, pool, batch),
                 Next::L2Bridge => st.l2_bridge(snap, pool, batch),

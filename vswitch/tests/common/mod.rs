@@ -93,6 +93,7 @@ pub fn state() -> DesiredState {
                 udp_port: 4789,
                 uplink: "uplink".into(),
             }),
+            cluster_cidr: None,
         },
         ports,
         routes: vec![RouteSpec {
@@ -109,6 +110,7 @@ pub fn state() -> DesiredState {
         }],
         proxy_arp: vec![Ipv4Addr::new(10, 244, 1, 1)],
         rules: Vec::new(),
+        services: Default::default(),
     }
 }
 
