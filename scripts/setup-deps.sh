@@ -9,7 +9,8 @@ set -euo pipefail
 # programs, libelf/zlib are libbpf's, libpcap/m4/pkg-config are what xsk-rs
 # and libbpf-sys build against (the AF_XDP datapath, issue #4).
 # Test: iproute2 for the network namespaces and veth pairs of the
-# end-to-end tests, ethtool to turn off checksum offload on veths whose
+# end-to-end tests, iputils-ping for their pings (not in every base
+# image), ethtool to turn off checksum offload on veths whose
 # frames cross AF_XDP (a frame with a partial checksum would leave the
 # switch unfinished), iperf3 as the TCP/UDP peer, curl to scrape the
 # metrics endpoint, tshark to read back what `xvsctl capture` wrote (and
@@ -17,7 +18,7 @@ set -euo pipefail
 # The benchmark runner (xvs-bench) draws its plots with the DejaVu font.
 PACKAGES=(
   build-essential pkg-config clang llvm libelf-dev zlib1g-dev libpcap-dev m4
-  iproute2 ethtool iperf3 curl tshark fonts-dejavu-core
+  iproute2 iputils-ping ethtool iperf3 curl tshark fonts-dejavu-core
 )
 # Optional groups are named as arguments; without one (every Makefile
 # target but `make perf`) the `cni` group is installed, since `make test`
