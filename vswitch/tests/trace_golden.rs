@@ -87,6 +87,51 @@ const RULE_CASES: &[(&str, &str)] = &[
     ),
 ];
 
+/// Cases traced against [`state_with_services`]: (golden file name, packet).
+const SERVICE_CASES: &[(&str, &str)] = &[
+    (
+        "service_cluster_ip",
+        "in_port=pod1,tcp,nw_dst=10.96.0.10,tp_dst=80",
+    ),
+    (
+        "service_no_endpoints_rst",
+        "in_port=pod1,tcp,nw_dst=10.96.0.11,tp_dst=80",
+    ),
+    (
+        "service_no_endpoints_udp",
+        "in_port=pod1,udp,nw_dst=10.96.0.11,tp_dst=53",
+    ),
+    (
+        "service_node_port_to_remote",
+        "in_port=uplink,tcp,nw_src=172.16.0.9,nw_dst=192.168.50.1,tp_dst=30080",
+    ),
+    (
+        "masquerade",
+        "in_port=pod1,tcp,nw_dst=172.16.0.9,tp_dst=443",
+    ),
+];
+
+/// [`state`] with Services (a ClusterIP with a local and a remote
+/// endpoint, one without endpoints, a NodePort whose endpoint is on node2)
+/// and masquerade of pod traffic leaving 10.244.0.0/16.
+fn state_with_services() -> DesiredState {
+    let mut s = state();
+    s.node.cluster_cidr = Some("10.244.0.0/16".parse().unwrap());
+    let services: xvs_control::service::Services = serde_json::from_value(serde_json::json!([
+        {"name": "default/web", "cluster_ip": "10.96.0.10",
+         "ports": [{"port": 80, "target_port": 8080}],
+         "endpoints": [{"ip": "10.244.1.12"}, {"ip": "10.244.2.5"}]},
+        {"name": "default/empty", "cluster_ip": "10.96.0.11",
+         "ports": [{"name": "http", "port": 80}, {"name": "dns", "protocol": "UDP", "port": 53}]},
+        {"name": "default/np", "type": "NodePort", "cluster_ip": "10.96.0.12",
+         "ports": [{"port": 80, "target_port": 8080, "node_port": 30080}],
+         "endpoints": [{"ip": "10.244.2.5"}]},
+    ]))
+    .expect("the services parse");
+    s.services = services;
+    s
+}
+
 /// [`state`] with flow rules: a redirect with a MAC rewrite, a drop, a
 /// `normal`, an encapsulation and a VLAN strip.
 fn state_with_rules() -> DesiredState {
@@ -158,13 +203,16 @@ fn golden_text(description: &str, t: &Trace) -> String {
 fn traces_match_the_golden_files() {
     let plain = Arc::new(Snapshot::compile(&state(), 1).expect("the test state compiles"));
     let ruled = Arc::new(Snapshot::compile(&state_with_rules(), 1).expect("the rules compile"));
+    let served =
+        Arc::new(Snapshot::compile(&state_with_services(), 1).expect("the services compile"));
     let bless = std::env::var_os("XVS_BLESS").is_some();
     let dir = golden_dir();
     let mut failures = Vec::new();
     let cases = CASES
         .iter()
         .map(|c| (c, &plain))
-        .chain(RULE_CASES.iter().map(|c| (c, &ruled)));
+        .chain(RULE_CASES.iter().map(|c| (c, &ruled)))
+        .chain(SERVICE_CASES.iter().map(|c| (c, &served)));
     for ((name, description), snapshot) in cases {
         let t = trace(snapshot, description)
             .unwrap_or_else(|e| panic!("{name}: {description:?} should trace: {e}"));
@@ -208,6 +256,7 @@ fn traces_match_the_golden_files() {
     let wanted: Vec<String> = CASES
         .iter()
         .chain(RULE_CASES)
+        .chain(SERVICE_CASES)
         .map(|(n, _)| format!("{n}.txt"))
         .collect();
     for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {

@@ -216,6 +216,8 @@ impl Control {
             generation: dp.snapshot().generation,
             flows: dp.flows().len(),
             flow_capacity: dp.flows().capacity(),
+            services: dp.snapshot().services.len(),
+            snat_ports: dp.snat_ports(),
         })
     }
 

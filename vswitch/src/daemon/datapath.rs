@@ -986,6 +986,15 @@ impl Datapath {
         &self.conntrack
     }
 
+    /// Per SNAT source address: ports in use, and how many there are.
+    pub fn snat_ports(&self) -> Vec<(std::net::Ipv4Addr, usize, usize)> {
+        let pool = &self.nat.snat;
+        pool.ips()
+            .iter()
+            .filter_map(|&ip| pool.ports(ip).map(|p| (ip, p.in_use(), p.capacity())))
+            .collect()
+    }
+
     /// The datapath clock's reading (the time base of flow ages).
     pub fn now_ns(&self) -> u64 {
         nanos_since(self.epoch)

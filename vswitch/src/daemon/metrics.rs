@@ -77,7 +77,7 @@ use crate::worker::BATCH_BUCKETS;
 
 /// What one render publishes: the latest report and what the report does
 /// not carry.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MetricsInput<'a> {
     pub report: &'a Report,
     /// Generation of the snapshot the workers run.
@@ -85,6 +85,10 @@ pub struct MetricsInput<'a> {
     /// Entries in the flow table, and how many it can hold.
     pub flows: usize,
     pub flow_capacity: usize,
+    /// Services programmed.
+    pub services: usize,
+    /// Per SNAT source address: ports in use, and how many there are.
+    pub snat_ports: Vec<(std::net::Ipv4Addr, usize, usize)>,
 }
 
 /// The content type of [`render`]'s text (OpenMetrics 1.0).
@@ -311,6 +315,21 @@ pub fn render(input: &MetricsInput) -> String {
         per_worker(|w| w.ct_created),
     );
     registry.register(
+        "worker_service_connections",
+        "New connections the worker load-balanced to a Service endpoint",
+        per_worker(|w| w.svc_connections),
+    );
+    registry.register(
+        "worker_service_tcp_resets",
+        "TCP RSTs the worker sent for connections to Services without endpoints",
+        per_worker(|w| w.tcp_resets),
+    );
+    registry.register(
+        "worker_masqueraded_connections",
+        "New connections the worker masqueraded to the node IP",
+        per_worker(|w| w.snat_connections),
+    );
+    registry.register(
         "worker_handoff_stale",
         "Packets handed over to the worker under an older snapshot, dropped",
         per_worker(|w| w.handoff_stale),
@@ -432,6 +451,26 @@ pub fn render(input: &MetricsInput) -> String {
         "flow_table_capacity",
         "Entries the flow table can hold",
         gauge(input.flow_capacity),
+    );
+    registry.register("services", "Services programmed", gauge(input.services));
+    let snat = |f: fn(&(std::net::Ipv4Addr, usize, usize)) -> usize| {
+        Family::Gauge(
+            input
+                .snat_ports
+                .iter()
+                .map(|p| (vec![("address", p.0.to_string())], f(p) as u64))
+                .collect(),
+        )
+    };
+    registry.register(
+        "snat_ports_in_use",
+        "SNAT source ports held by connections, per source address",
+        snat(|p| p.1),
+    );
+    registry.register(
+        "snat_ports",
+        "SNAT source ports there are, per source address",
+        snat(|p| p.2),
     );
 
     let mut text = String::new();
@@ -814,6 +853,8 @@ mod tests {
             generation: 7,
             flows: 5,
             flow_capacity: 1024,
+            services: 3,
+            snat_ports: vec![("192.168.0.1".parse().unwrap(), 2, 4536)],
         }
     }
 

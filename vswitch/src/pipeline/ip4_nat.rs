@@ -256,6 +256,12 @@ impl State {
         if masquerades(snap, self.in_port.role, c.dst, m) {
             let p = self.allocate_snat(snap.node_ip, c)?;
             self.counters.snat_connections += 1;
+            self.trace(i, "ip4-nat", || {
+                format!(
+                    "masquerade: {}:{} leaves as {}:{p}",
+                    c.src, c.sport, snap.node_ip
+                )
+            });
             // An echo's identifier is both "ports" of its key.
             let dport = if c.proto == IP_PROTO_ICMP { p } else { c.dport };
             let reply = FlowKey::v4(0, c.proto, c.dst, dport, snap.node_ip, p);
