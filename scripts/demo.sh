@@ -15,9 +15,12 @@
 # workers on cores 0 and 1; each port's queue goes to the worker with the
 # fewest, and the workers hand each other packets for the ports they do not
 # serve. Then it pings through the 169.254.1.1 gateway and across the
-# overlay, runs iperf3 TCP pod to pod and pod to remote pod, shows the
-# flow cache and the tracked connections, detaches the pods with cnitool
-# (CNI DEL) and prints xvsd's counters.
+# overlay, runs iperf3 TCP pod to pod and pod to remote pod, programs a
+# Service whose three endpoints (pod2, pod3, the remote pod) run a small
+# HTTP server, and curls it from pod1 (ClusterIP) and from node2 (NodePort
+# on the node IP), curls a server on node2 from pod1 (masqueraded to the
+# node IP), shows the flow cache and the tracked connections with their
+# NAT, detaches the pods with cnitool (CNI DEL) and prints xvsd's counters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "demo: needs root (network namespaces, XDP)" >&2; exit 1; }
@@ -99,6 +102,7 @@ ip netns exec demo-r2 ethtool -K eth0 tx off >/dev/null
 
 say "starting xvsd ($WORKERS workers, cores $CORES)"
 $XVSD --state-dir none --cores "$CORES" --uplink xdemoup --node-ip 192.168.66.1 --pod-cidr 10.244.1.0/24 --vni 1 \
+  --cluster-cidr 10.244.0.0/16 \
   --control-socket "$SOCK" \
   --remote node2,10.244.2.0/24,192.168.66.2,02:00:00:de:02:01,02:00:00:de:02:00 2>"$LOG" &
 XVSD_PID=$!
@@ -128,7 +132,41 @@ ip netns exec demo-r2 iperf3 -s -1 -D -p 5202
 sleep 0.3
 ip netns exec demo-pod3 iperf3 -c 10.244.2.5 -p 5202 -t 3 | grep -E "sender|receiver"
 
-say "the flow cache and the tracked connections"
+# A small HTTP server answering who it is and whom it sees (busybox httpd
+# with a CGI script), on each endpoint and on node2.
+serve() { # NETNS NAME PORT
+  mkdir -p "$CNI/www-$2/cgi-bin"
+  printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "%s answered $REMOTE_ADDR"\n' "$2" \
+    > "$CNI/www-$2/cgi-bin/who"
+  chmod +x "$CNI/www-$2/cgi-bin/who"
+  ip netns exec "$1" busybox httpd -p "$3" -h "$CNI/www-$2"
+}
+serve demo-pod2 pod2 8080
+serve demo-pod3 pod3 8080
+serve demo-r2 remote-pod 8080
+serve demo-node2 node2-server 80
+
+say "a Service: default/web, ClusterIP 10.96.0.10 and NodePort 30080 -> pod2, pod3, the remote pod"
+$XVSCTL service add web --type NodePort --cluster-ip 10.96.0.10 --port http=80:8080@30080 \
+  --endpoint 10.244.1.12,10.244.1.13,10.244.2.5
+$XVSCTL service list
+echo "  nine requests from pod1 to http://10.96.0.10/, a new connection each:"
+for _ in $(seq 9); do
+  ip netns exec demo-pod1 curl -s --max-time 2 http://10.96.0.10/cgi-bin/who | sed 's/^/    /'
+done
+echo "  three requests from node2 (outside the cluster) to the NodePort http://192.168.66.1:30080/:"
+$XVSCTL route add 192.168.66.0/24 --port xdemoup --next-hop-mac 02:00:00:de:02:00 >/dev/null
+for _ in $(seq 3); do
+  ip netns exec demo-node2 curl -s --max-time 2 http://192.168.66.1:30080/cgi-bin/who | sed 's/^/    /'
+done
+echo "  a Service without endpoints is refused at once:"
+$XVSCTL service add empty --cluster-ip 10.96.0.11 --port 80 >/dev/null
+ip netns exec demo-pod1 curl -sS --max-time 2 http://10.96.0.11/ 2>&1 | sed 's/^/    /' || true
+
+say "masquerade: pod1 -> a server on node2, outside the cluster CIDR"
+ip netns exec demo-pod1 curl -s --max-time 2 http://192.168.66.2/cgi-bin/who | sed 's/^/  /'
+
+say "the flow cache and the tracked connections (NAT: the reply tuple names the endpoint)"
 $XVSCTL dump-flows
 $XVSCTL dump-conntrack
 
