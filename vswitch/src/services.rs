@@ -238,6 +238,16 @@ pub struct Frontend {
     pub scope: Scope,
 }
 
+/// A new connection's first packet, as endpoint selection sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewConnection {
+    pub proto: u8,
+    pub client: Ipv4Addr,
+    pub client_port: u16,
+    pub dst: Ipv4Addr,
+    pub dst_port: u16,
+}
+
 /// What a new connection to a frontend gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Choice {
@@ -260,20 +270,10 @@ impl Frontend {
         self.service.ports[usize::from(self.port)]
     }
 
-    /// Picks the endpoint of a new connection `client:client_port ->
-    /// dst:dst_port` (protocol `proto`). With `ClientIP` affinity,
-    /// `affinity` remembers choices (if the pipeline has a table) and
-    /// `now_secs` dates them.
-    pub fn choose(
-        &self,
-        proto: u8,
-        client: Ipv4Addr,
-        client_port: u16,
-        dst: Ipv4Addr,
-        dst_port: u16,
-        affinity: Option<&FlowTable>,
-        now_secs: u32,
-    ) -> Choice {
+    /// Picks the endpoint of new connection `c`. With `ClientIP`
+    /// affinity, `affinity` remembers choices (if the pipeline has a
+    /// table) and `now_secs` dates them.
+    pub fn choose(&self, c: &NewConnection, affinity: Option<&FlowTable>, now_secs: u32) -> Choice {
         let svc = &*self.service;
         let local = match self.scope {
             Scope::Internal => svc.internal_local,
@@ -298,14 +298,15 @@ impl Frontend {
             }
         };
         let Some(timeout) = svc.affinity else {
-            let hash = FlowKey::v4(0, proto, client, client_port, dst, dst_port).hash(PICK_SEED);
+            let hash =
+                FlowKey::v4(0, c.proto, c.client, c.client_port, c.dst, c.dst_port).hash(PICK_SEED);
             return pool
                 .pick(hash)
                 .map_or(Choice::NoEndpoints, |i| found(i, false));
         };
         // Affinity is per client and Service port, whichever frontend the
         // client came through.
-        let key = FlowKey::v4(0, proto, client, 0, svc.spec.cluster_ip, port.port);
+        let key = FlowKey::v4(0, c.proto, c.client, 0, svc.spec.cluster_ip, port.port);
         let remembered = affinity.and_then(|t| t.lookup(&key)).and_then(|hit| {
             let (ip, since) = (Ipv4Addr::from(hit.value.action()), hit.value.generation());
             let i = *svc.by_ip.get(&ip)?;
@@ -668,15 +669,16 @@ mod tests {
 
     fn pick(t: &ServiceTable, vip: [u8; 4], client_port: u16) -> Choice {
         let vip = Ipv4Addr::from(vip);
-        t.lookup(6, vip, 80, NODE).expect("frontend").choose(
-            6,
-            Ipv4Addr::new(10, 244, 1, 50),
+        let c = NewConnection {
+            proto: 6,
+            client: Ipv4Addr::new(10, 244, 1, 50),
             client_port,
-            vip,
-            80,
-            None,
-            0,
-        )
+            dst: vip,
+            dst_port: 80,
+        };
+        t.lookup(6, vip, 80, NODE)
+            .expect("frontend")
+            .choose(&c, None, 0)
     }
 
     fn backend_of(c: Choice) -> Ipv4Addr {
@@ -794,6 +796,16 @@ mod tests {
         );
     }
 
+    fn conn(client: Ipv4Addr, client_port: u16, vip: Ipv4Addr) -> NewConnection {
+        NewConnection {
+            proto: 6,
+            client,
+            client_port,
+            dst: vip,
+            dst_port: 80,
+        }
+    }
+
     #[test]
     fn affinity_pins_a_client_until_it_times_out() {
         let mut s = svc(
@@ -808,20 +820,20 @@ mod tests {
         let vip = Ipv4Addr::new(10, 96, 0, 10);
         let f = t.lookup(6, vip, 80, NODE).unwrap();
         let client = Ipv4Addr::new(10, 244, 1, 50);
-        let first = f.choose(6, client, 1000, vip, 80, Some(&table), 100);
+        let first = f.choose(&conn(client, 1000, vip), Some(&table), 100);
         for port in 1001..1100 {
-            let again = f.choose(6, client, port, vip, 80, Some(&table), 105);
+            let again = f.choose(&conn(client, port, vip), Some(&table), 105);
             assert_eq!(backend_of(again), backend_of(first));
             assert!(matches!(again, Choice::Backend { sticky: true, .. }));
         }
         // Each new connection refreshed it (last at 105): 114 is in time,
         // 125 is not.
         assert!(matches!(
-            f.choose(6, client, 1, vip, 80, Some(&table), 114),
+            f.choose(&conn(client, 1, vip), Some(&table), 114),
             Choice::Backend { sticky: true, .. }
         ));
         assert!(matches!(
-            f.choose(6, client, 1, vip, 80, Some(&table), 125),
+            f.choose(&conn(client, 1, vip), Some(&table), 125),
             Choice::Backend { sticky: false, .. }
         ));
     }
@@ -861,7 +873,7 @@ mod tests {
         let mut b = svc("a/two", [10, 96, 0, 20], &[[10, 244, 1, 12]]);
         b.kind = ServiceType::NodePort;
         b.ports[0].node_port = Some(30080);
-        let t1 = build(&[a.clone()]).unwrap();
+        let t1 = build(std::slice::from_ref(&a)).unwrap();
         let b = Arc::new(b);
         let t2 = t1.update(&[("a/two", Some(&b))], &facts()).unwrap();
         assert_eq!(t2.len(), 2);

@@ -52,7 +52,7 @@ use super::{Meta, Next, State, NO_HOP};
 use crate::drop::DropReason;
 use crate::packet::FramePool;
 use crate::port::Batch;
-use crate::services::{Choice, Scope};
+use crate::services::{Choice, NewConnection, Scope};
 use crate::snapshot::{PortRole, Snapshot};
 use crate::wire::{checksum, UDP_HEADER_LEN};
 
@@ -72,6 +72,17 @@ pub struct NatTables {
     pub affinity: FlowTable,
     /// Connections refused because no SNAT port was free (xvsd logs it).
     pub snat_exhausted: AtomicU64,
+}
+
+/// A new connection's reply tuple and the SNAT port it holds.
+type Plan = (FlowKey, Option<(Ipv4Addr, u16)>);
+
+/// Where a new connection to a Service goes.
+struct Target {
+    addr: Ipv4Addr,
+    port: u16,
+    /// The source address to SNAT to, if it must be.
+    snat: Option<Ipv4Addr>,
 }
 
 /// What the stage decided for a packet.
@@ -240,9 +251,9 @@ impl State {
         i: usize,
         c: &Conn,
         m: &Meta,
-    ) -> Result<Option<(FlowKey, Option<(Ipv4Addr, u16)>)>, Outcome> {
-        if let Some((addr, port, snat_from)) = self.service_target(snap, i, c)? {
-            let (src, sport, snat) = match snat_from {
+    ) -> Result<Option<Plan>, Outcome> {
+        if let Some(Target { addr, port, snat }) = self.service_target(snap, i, c)? {
+            let (src, sport, snat) = match snat {
                 Some(snat_ip) => {
                     let p = self.allocate_snat(snat_ip, c)?;
                     (snat_ip, p, Some((snat_ip, p)))
@@ -276,13 +287,12 @@ impl State {
     /// Where a new connection to a Service goes: the endpoint, and the
     /// address to SNAT the source to if it must be; `Ok(None)` if `c` is
     /// not for a Service.
-    #[allow(clippy::type_complexity)]
     fn service_target(
         &mut self,
         snap: &Snapshot,
         i: usize,
         c: &Conn,
-    ) -> Result<Option<(Ipv4Addr, u16, Option<Ipv4Addr>)>, Outcome> {
+    ) -> Result<Option<Target>, Outcome> {
         if c.proto != IP_PROTO_TCP && c.proto != IP_PROTO_UDP {
             return Ok(None);
         }
@@ -291,7 +301,14 @@ impl State {
         };
         let affinity = self.nat.as_deref().map(|n| &n.affinity);
         let now_secs = u32::try_from(self.now_ns / 1_000_000_000).unwrap_or(u32::MAX);
-        let choice = front.choose(c.proto, c.src, c.sport, c.dst, c.dport, affinity, now_secs);
+        let conn = NewConnection {
+            proto: c.proto,
+            client: c.src,
+            client_port: c.sport,
+            dst: c.dst,
+            dst_port: c.dport,
+        };
+        let choice = front.choose(&conn, affinity, now_secs);
         let name = front.service.name();
         match choice {
             Choice::Backend {
@@ -316,7 +333,11 @@ impl State {
                         }
                     )
                 });
-                Ok(Some((ip, port, snat)))
+                Ok(Some(Target {
+                    addr: ip,
+                    port,
+                    snat,
+                }))
             }
             Choice::NoEndpoints => {
                 self.trace(i, "ip4-nat", || {

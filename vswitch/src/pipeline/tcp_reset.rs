@@ -19,6 +19,12 @@ use crate::wire::{checksum, Ipv4Header, IPV4_HEADER_LEN};
 
 /// A TCP header without options.
 const TCP_HEADER_LEN: usize = 20;
+/// The RST's IPv4 total length and TCP data offset word, as the header
+/// fields hold them.
+const RST_TOTAL_LEN: u16 = 40;
+const DATA_OFFSET_WORDS: u8 = 5;
+const _: () = assert!(RST_TOTAL_LEN as usize == IPV4_HEADER_LEN + TCP_HEADER_LEN);
+const _: () = assert!(DATA_OFFSET_WORDS as usize * 4 == TCP_HEADER_LEN);
 
 const FIN: u8 = 0x01;
 const SYN: u8 = 0x02;
@@ -87,7 +93,7 @@ fn reset_for(ip: &[u8]) -> Option<[u8; IPV4_HEADER_LEN + TCP_HEADER_LEN]> {
         src,
         dst,
         protocol: IpProtocol::Tcp,
-        total_len: (IPV4_HEADER_LEN + TCP_HEADER_LEN) as u16,
+        total_len: RST_TOTAL_LEN,
         tos: 0,
         ttl: ORIGINATED_TTL,
         dont_frag: true,
@@ -98,11 +104,11 @@ fn reset_for(ip: &[u8]) -> Option<[u8; IPV4_HEADER_LEN + TCP_HEADER_LEN]> {
     t[2..4].copy_from_slice(&tcp[0..2]);
     t[4..8].copy_from_slice(&out_seq.to_be_bytes());
     t[8..12].copy_from_slice(&out_ack.to_be_bytes());
-    t[12] = (TCP_HEADER_LEN as u8 / 4) << 4;
+    t[12] = DATA_OFFSET_WORDS << 4;
     t[13] = out_flags;
     // Pseudo header + segment.
     let mut acc = checksum::sum(&src.octets()) + checksum::sum(&dst.octets());
-    acc += u32::from(u8::from(IpProtocol::Tcp)) + TCP_HEADER_LEN as u32;
+    acc += u32::from(u8::from(IpProtocol::Tcp)) + u32::from(DATA_OFFSET_WORDS) * 4;
     acc += checksum::sum(t);
     let sum = !checksum::fold(acc);
     t[16..18].copy_from_slice(&sum.to_be_bytes());
