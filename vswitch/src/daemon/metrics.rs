@@ -1110,7 +1110,11 @@ mod tests {
             assert_eq!(stages, parsed.get("xvs_worker_busy_seconds_total", &w));
         }
         let kinds = |kind: &str| parsed.types.values().filter(|t| *t == kind).count();
-        assert_eq!((kinds("gauge"), kinds("histogram")), (3, 1));
+        assert_eq!((kinds("gauge"), kinds("histogram")), (6, 1));
+        assert_eq!(parsed.get("xvs_services", &[]), 3.0);
+        let snat = [("address", "192.168.0.1")];
+        assert_eq!(parsed.get("xvs_snat_ports_in_use", &snat), 2.0);
+        assert_eq!(parsed.get("xvs_snat_ports", &snat), 4536.0);
     }
 
     #[test]
