@@ -139,7 +139,7 @@ serve() { # NETNS NAME PORT
   printf '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "%s answered $REMOTE_ADDR"\n' "$2" \
     > "$CNI/www-$2/cgi-bin/who"
   chmod +x "$CNI/www-$2/cgi-bin/who"
-  ip netns exec "$1" busybox httpd -p "$3" -h "$CNI/www-$2"
+  ip netns exec "$1" busybox httpd -p "0.0.0.0:$3" -h "$CNI/www-$2"
 }
 serve demo-pod2 pod2 8080
 serve demo-pod3 pod3 8080
