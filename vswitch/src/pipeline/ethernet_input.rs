@@ -144,6 +144,7 @@ impl State {
             flows.credit(&hit, 1, bytes, self.now_ns);
             let m = &mut self.meta[i];
             m.key = NO_KEY;
+            m.hit_key = k;
             let action = CachedAction::decode(hit.value.action());
             match action {
                 CachedAction::Rule { rule } => {

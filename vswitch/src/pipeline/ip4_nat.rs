@@ -31,9 +31,12 @@
 //!   counted drop (`snat_ports_exhausted`) that xvsd also logs.
 //! - **Anything else** is tracked as it is, as before this stage existed.
 //!
-//! A connection created here invalidates the packet's cached next hop: the
-//! flow cache's key is the tuple before NAT, and a new connection on it may
-//! have picked another endpoint than the one the hop was cached for.
+//! A NATed connection created here invalidates the packet's cached next
+//! hop: the flow cache's key is the tuple before NAT, and a new connection
+//! on it may have picked another endpoint than the one the hop was cached
+//! for (the endpoints changed since). The packet is routed afresh and, if
+//! it came through the cache, its flow is removed; the next packet caches
+//! it again with the new connection's hop.
 //!
 //! What is not NATed: fragments after the first (they carry no ports) to a
 //! Service address or leaving for masquerade are dropped (`nat_fragment`;
@@ -48,7 +51,7 @@ use xvs_control::flowrule::{IP_PROTO_ICMP, IP_PROTO_TCP, IP_PROTO_UDP};
 use xvs_flowtable::snat_ports::SnatPool;
 use xvs_flowtable::{CtError, FlowKey, FlowTable, PacketInfo, Verdict};
 
-use super::{Meta, Next, State, NO_HOP};
+use super::{Meta, Next, State, NO_HOP, NO_KEY};
 use crate::drop::DropReason;
 use crate::packet::FramePool;
 use crate::port::Batch;
@@ -209,7 +212,7 @@ impl State {
             Ok(_) => {
                 self.counters.ct_created += 1;
                 if nat {
-                    self.meta[i].hop = NO_HOP;
+                    self.forget_cached_hop(i);
                     rewrite(ip, c, &reply.reversed());
                 }
                 Outcome::Route
@@ -225,7 +228,7 @@ impl State {
                             self.counters.ct_invalid += 1;
                         }
                         if let Some(other) = ct.counterpart(&r) {
-                            self.meta[i].hop = NO_HOP;
+                            self.forget_cached_hop(i);
                             rewrite(ip, c, &other.reversed());
                         }
                         Outcome::Route
@@ -354,6 +357,17 @@ impl State {
         }
     }
 
+    /// Routes packet `i` afresh and removes the cached flow it hit, if any
+    /// (see the module documentation).
+    fn forget_cached_hop(&mut self, i: usize) {
+        let m = &mut self.meta[i];
+        m.hop = NO_HOP;
+        let k = std::mem::replace(&mut m.hit_key, NO_KEY);
+        if let (Some(flows), Some(key)) = (&self.flows, self.keys.get(usize::from(k))) {
+            flows.remove(key);
+        }
+    }
+
     /// A port of `addr` for the new connection `c`.
     fn allocate_snat(&mut self, addr: Ipv4Addr, c: &Conn) -> Result<u16, Outcome> {
         let Some(nat) = self.nat.as_deref() else {
@@ -388,7 +402,7 @@ impl State {
         match self.new_connection(snap, i, c, m) {
             Ok(Some((reply, _))) => {
                 if reply != c.key.reversed() {
-                    self.meta[i].hop = NO_HOP;
+                    self.forget_cached_hop(i);
                     rewrite(ip, c, &reply.reversed());
                 }
                 Outcome::Route

@@ -197,6 +197,10 @@ pub struct Meta {
     /// The next hop (index into `Snapshot::hops`) the flow cache gave, for
     /// ip4-forward, or [`NO_HOP`].
     pub hop: u16,
+    /// The index in `State::keys` of the key whose cached flow the packet
+    /// hit, or [`NO_KEY`]: ip4-nat removes that flow when the packet
+    /// starts a new NATed connection (its hop may be another endpoint's).
+    pub hit_key: u8,
 }
 
 pub const NO_KEY: u8 = u8::MAX;
@@ -223,6 +227,7 @@ impl Meta {
             rule: NO_RULE,
             rules_done: false,
             hop: NO_HOP,
+            hit_key: NO_KEY,
         }
     }
 }
