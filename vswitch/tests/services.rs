@@ -561,7 +561,7 @@ fn removing_one_of_n_endpoints_moves_about_one_nth_of_new_connections() {
         let eps: Vec<Ipv4Addr> = (0..n).map(|i| Ipv4Addr::new(10, 244, 2, 10 + i)).collect();
         let state = with_services(&[web(&eps)]);
         let Nat { mut h, ct, .. } = nat_harness(state.clone(), (61000, 65535));
-        let mut picks = |h: &mut Harness| -> Vec<Ipv4Addr> {
+        let picks = |h: &mut Harness| -> Vec<Ipv4Addr> {
             let out = (0..CONNECTIONS)
                 .map(|i| {
                     h.send("pod1", pod_syn(1, 20000 + i, (VIP, 80)));
