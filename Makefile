@@ -66,10 +66,17 @@ bench-xvsd: deps
 ## xvs-bench, e.g. PERF_ARGS="--runs 1 --duts xvsd-l3,linux-routing".
 PERF_OUT ?= target/perf
 PERF_ARGS ?=
+## Then Service update latency: service-add and endpoint-add on xvsd's
+## control socket (answered once every worker runs the change and it is
+## on disk) against kube-proxy-style `nft -f` changes, with 1K, 10K and
+## 50K Services programmed, p50/p99 and ratios (about 8 minutes).
+SERVICES_OUT ?= target/bench-services/service-latency.json
+SERVICES_ARGS ?=
 perf:
 	@bash scripts/setup-deps.sh perf
 	$(CARGO) build --release -q --workspace --bins
 	target/release/xvs-bench --out $(PERF_OUT) $(PERF_ARGS)
+	target/release/service-latency --services 1000,10000,50000 --ops 200 --out $(SERVICES_OUT) $(SERVICES_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -163,18 +163,26 @@ fn capture_writes_a_pcap_tshark_reads() {
     drop(pinging);
 
     // Nothing to see: the capture ends at its timeout with what it has.
+    // (A pod's kernel may still send an IPv6 router solicitation in that
+    // second, seen once here: not IPv4, so no fields; no ping is left.)
     let quiet = ctl(&format!(
         "capture {} -w {} -c 5 --timeout 1",
         POD2.1,
         dir.join("quiet.pcap").display()
     ));
     assert!(quiet.status.success(), "{}", text(&quiet));
+    let frames = tshark_fields(&dir.join("quiet.pcap"));
     assert!(
-        text(&quiet).starts_with(&format!("0 packets captured on {}", POD2.1)),
+        frames.len() < 5 && frames.iter().all(|f| f.0.is_empty()),
+        "{}{frames:?}",
+        text(&quiet)
+    );
+    assert!(
+        text(&quiet).starts_with(&format!("{} packet", frames.len()))
+            && text(&quiet).contains(&format!("captured on {}", POD2.1)),
         "{}",
         text(&quiet)
     );
-    assert!(tshark_fields(&dir.join("quiet.pcap")).is_empty());
 
     // Bad captures: clear errors, no file.
     let unknown = ctl(&format!(
