@@ -100,7 +100,7 @@ pub fn template(kind: FrameKind, e: &Endpoints, outer: Option<&Outer>) -> Result
 
 /// Port numbers within one source address (or destination port) that
 /// flows take: flow `f` adds `f % FLOW_PORTS` to the source port.
-const FLOW_PORTS: u32 = 16384;
+pub const FLOW_PORTS: u32 = 16384;
 
 /// Writes generated frames, byte for byte as the generator's XDP program
 /// (`xvs_gen` in `hw/bpf/pktgen.bpf.c`) does, from a template: every

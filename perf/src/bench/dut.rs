@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::services;
 use super::sh::{quietly, run, run_in};
 use super::topology::{Topology, DUT_IN, DUT_NS, DUT_OUT, GEN_MAC, GEN_NS, SINK_MAC, SINK_NS};
 use super::BenchError;
@@ -44,12 +45,15 @@ pub enum DutKind {
     /// xvsd, gen0 a pod port, sink0 the uplink: VXLAN encapsulation to a
     /// remote node's pod.
     XvsdVxlan,
+    /// xvsd, gen0 and sink0 pod ports, the traffic to a Service's
+    /// ClusterIP, DNATed to the sink pod (conntrack on); among N Services.
+    XvsdService,
     /// The Linux bridge.
     LinuxBridge,
     /// Linux IPv4 forwarding.
     LinuxRouting,
     /// Linux forwarding with kube-proxy's nftables-mode DNAT of a service
-    /// IP (conntrack on).
+    /// IP (conntrack on); among N Services.
     NftDnat,
     /// DPDK testpmd io-forwarding between two net_af_xdp ports: the AF_XDP
     /// I/O ceiling, no work done on the packets.
@@ -59,10 +63,11 @@ pub enum DutKind {
 }
 
 impl DutKind {
-    pub const ALL: [DutKind; 8] = [
+    pub const ALL: [DutKind; 9] = [
         DutKind::XvsdL2,
         DutKind::XvsdL3,
         DutKind::XvsdVxlan,
+        DutKind::XvsdService,
         DutKind::LinuxBridge,
         DutKind::LinuxRouting,
         DutKind::NftDnat,
@@ -75,6 +80,7 @@ impl DutKind {
             DutKind::XvsdL2 => "xvsd-l2",
             DutKind::XvsdL3 => "xvsd-l3",
             DutKind::XvsdVxlan => "xvsd-vxlan",
+            DutKind::XvsdService => "xvsd-service",
             DutKind::LinuxBridge => "linux-bridge",
             DutKind::LinuxRouting => "linux-routing",
             DutKind::NftDnat => "nft-dnat",
@@ -91,8 +97,27 @@ impl DutKind {
     }
 
     pub fn is_xvsd(self) -> bool {
-        matches!(self, DutKind::XvsdL2 | DutKind::XvsdL3 | DutKind::XvsdVxlan)
+        matches!(
+            self,
+            DutKind::XvsdL2 | DutKind::XvsdL3 | DutKind::XvsdVxlan | DutKind::XvsdService
+        )
     }
+
+    /// Whether the DUT is measured with a number of Services programmed
+    /// (`xvs-bench --services`).
+    pub fn takes_services(self) -> bool {
+        matches!(self, DutKind::XvsdService | DutKind::NftDnat)
+    }
+}
+
+/// How a DUT is set up for a case besides its kind: the flows it is
+/// offered and, for a DUT that [takes Services](DutKind::takes_services),
+/// how many Services it has (the measured one and the others, see
+/// [`services`](super::services)).
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub flows: u32,
+    pub services: u32,
 }
 
 /// What the generator sends for a DUT, and how the sink reads it.
@@ -103,7 +128,8 @@ pub struct Traffic {
     pub dst_ip: &'static str,
     pub dst_port: u16,
     /// What varies past 16384 flows: "src-ip", or "dst-port" where the
-    /// source address must stay a pod's own (xvsd's anti-spoofing).
+    /// source address must stay a pod's own (xvsd's anti-spoofing; for a
+    /// Service, the Service has a port per 16384 flows).
     pub vary: &'static str,
     /// The sink looks for the stamp inside VXLAN to this port.
     pub sink_vxlan_port: Option<u16>,
@@ -115,6 +141,7 @@ const L2_SINK_IP: &str = "10.99.0.2";
 const POD_GEN_IP: &str = "10.244.1.10";
 const POD_SINK_IP: &str = "10.244.1.20";
 const REMOTE_POD_IP: &str = "10.244.2.20";
+/// [`services::SERVICE_IP`].
 const SERVICE_IP: &str = "10.96.0.10";
 
 /// A DUT that is running.
@@ -137,10 +164,12 @@ pub struct Tools {
 }
 
 impl RunningDut {
-    /// Sets `kind` up on `topology` with its work on `dut_core`.
+    /// Sets `kind` up on `topology` for `scale`, with its work on
+    /// `dut_core`.
     pub fn start(
         kind: DutKind,
         topology: &Topology,
+        scale: Scale,
         dut_core: usize,
         tools: &Tools,
     ) -> Result<RunningDut, BenchError> {
@@ -191,13 +220,30 @@ impl RunningDut {
                             "--bridged".into(),
                             DUT_OUT.into(),
                         ],
+                        None,
                         dut_core,
                         tools,
                     )?;
                 }
             }
-            DutKind::XvsdL3 => {
+            DutKind::XvsdL3 | DutKind::XvsdService => {
                 dut.traffic = routed(&gateway);
+                let state = if kind == DutKind::XvsdService {
+                    // To the ClusterIP; the source address must stay the
+                    // pod's, so flows past 16384 take the Service's next
+                    // ports.
+                    dut.traffic.dst_ip = SERVICE_IP;
+                    dut.traffic.dst_port = services::SERVICE_PORT;
+                    let ports = services::service_ports(scale.flows).map_err(BenchError::Dut)?;
+                    let dir = tools.work_dir.join("xvsd-state");
+                    let _ = std::fs::remove_dir_all(&dir);
+                    std::fs::create_dir_all(&dir)?;
+                    let state = services::xvsd_state(scale.services, ports);
+                    std::fs::write(dir.join("state.json"), serde_json::to_vec(&state)?)?;
+                    Some(dir)
+                } else {
+                    None
+                };
                 dut.start_xvsd(
                     &[
                         "--pod".into(),
@@ -205,6 +251,7 @@ impl RunningDut {
                         "--pod".into(),
                         format!("{DUT_OUT},{POD_SINK_IP},{SINK_MAC}"),
                     ],
+                    state.as_deref(),
                     dut_core,
                     tools,
                 )?;
@@ -226,6 +273,7 @@ impl RunningDut {
                         "--remote".into(),
                         format!("node2,10.244.2.0/24,192.168.50.2,{SINK_MAC},{SINK_MAC}"),
                     ],
+                    None,
                     dut_core,
                     tools,
                 )?;
@@ -249,10 +297,10 @@ impl RunningDut {
                     // The source address varies with the flows; the
                     // service's address and port must not.
                     dut.traffic.dst_ip = SERVICE_IP;
-                    dut.traffic.dst_port = 80;
+                    dut.traffic.dst_port = services::SERVICE_PORT;
                     dut.traffic.vary = "src-ip";
                     let rules = tools.work_dir.join("kube-proxy.nft");
-                    std::fs::write(&rules, KUBE_PROXY_NFT)?;
+                    std::fs::write(&rules, services::kube_proxy_nft(scale.services))?;
                     run_in(DUT_NS, &[&format!("nft -f {}", rules.display())])?;
                 }
             }
@@ -286,9 +334,12 @@ impl RunningDut {
         Ok(dut)
     }
 
+    /// Starts xvsd with `ports`, and the state in `state_dir` (its
+    /// `state.json`) if any, else none.
     fn start_xvsd(
         &mut self,
         ports: &[String],
+        state_dir: Option<&Path>,
         dut_core: usize,
         tools: &Tools,
     ) -> Result<(), BenchError> {
@@ -297,14 +348,11 @@ impl RunningDut {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", DUT_NS])
             .arg(tools.bin_dir.join("xvsd"))
-            .args([
-                "--state-dir",
-                "none",
-                "--node-ip",
-                "192.168.50.1",
-                "--pod-cidr",
-                "10.244.1.0/24",
-            ])
+            .arg("--state-dir")
+            .arg(state_dir.map_or_else(|| "none".into(), |d| d.as_os_str().to_owned()))
+            .arg("--node-ip")
+            .arg(services::NODE_IP.to_string())
+            .args(["--pod-cidr", services::POD_CIDR])
             .args(["--cores", &dut_core.to_string()])
             .arg("--report-json")
             .arg(&report)
@@ -423,53 +471,13 @@ pub fn scripts_dir(bin_dir: &Path) -> PathBuf {
         .map_or_else(|| PathBuf::from("scripts"), |d| d.join("scripts"))
 }
 
-/// kube-proxy's nftables mode for one ClusterIP service with one endpoint,
-/// as it writes it (pkg/proxy/nftables: the service-ips verdict map, a
-/// service chain picking an endpoint with numgen, the endpoint chain doing
-/// the DNAT, masquerade marking, and the filter chains conntrack needs;
-/// `priority -100` is `dstnat`, which Debian 12's nft 1.0.6 refuses on the
-/// output hook).
-const KUBE_PROXY_NFT: &str = r#"
-table ip kube-proxy {
-    comment "rules for kube-proxy"
-    chain mark-for-masquerade {
-        mark set mark or 0x4000
-    }
-    chain masquerading {
-        mark and 0x4000 == 0 return
-        mark set mark xor 0x4000
-        masquerade fully-random
-    }
-    chain services {
-        ip daddr . meta l4proto . th dport vmap @service-ips
-    }
-    chain service-ULMVA6XW-default/bench/udp/p80 {
-        ip daddr 10.96.0.10 udp dport 80 ip saddr != 10.244.0.0/16 jump mark-for-masquerade
-        numgen random mod 1 vmap { 0 : goto endpoint-5OJB2KTY-default/bench/udp/p80__10.244.1.20/5001 }
-    }
-    chain endpoint-5OJB2KTY-default/bench/udp/p80__10.244.1.20/5001 {
-        ip saddr 10.244.1.20 jump mark-for-masquerade
-        meta l4proto udp dnat to 10.244.1.20:5001
-    }
-    map service-ips {
-        type ipv4_addr . inet_proto . inet_service : verdict
-        elements = { 10.96.0.10 . udp . 80 : goto service-ULMVA6XW-default/bench/udp/p80 }
-    }
-    chain nat-prerouting {
-        type nat hook prerouting priority dstnat; policy accept;
-        jump services
-    }
-    chain nat-output {
-        type nat hook output priority -100; policy accept;
-        jump services
-    }
-    chain nat-postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        jump masquerading
-    }
-    chain filter-forward {
-        type filter hook forward priority filter; policy accept;
-        ct state invalid drop
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_traffic_goes_to_the_services_and_their_endpoint() {
+        assert_eq!(SERVICE_IP.parse(), Ok(services::SERVICE_IP));
+        assert_eq!(POD_SINK_IP.parse(), Ok(services::ENDPOINT_IP));
     }
 }
-"#;

@@ -4,7 +4,9 @@
 //! topology of network namespaces ([`topology`]), starts the DUT
 //! ([`dut`]), and measures with xvs-pktgen ([`trial`]): the generator's
 //! full rate (offered vs delivered), the RFC 2544 no-drop rate by binary
-//! search, and latency at half of it, at each number of flows. A run is
+//! search, and latency at half of it, at each number of flows (and, for
+//! the DUTs that proxy a Kubernetes Service, each number of Services
+//! programmed: [`services`]). A run is
 //! written as JSON; the runs of an invocation are summarised as medians
 //! with their spread in Markdown ([`results`]) and PNG plots ([`plot`]).
 //!
@@ -15,6 +17,7 @@
 pub mod dut;
 pub mod plot;
 pub mod results;
+pub mod services;
 mod sh;
 pub mod topology;
 pub mod trial;

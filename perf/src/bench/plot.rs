@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::results::{flows_label, Row, Run};
+use super::results::{dut_label, flows_label, Row, Run};
 use super::BenchError;
 
 /// The font plotters draws with (ab_glyph: no system font libraries, only
@@ -39,7 +39,7 @@ pub fn throughput_by_dut(rows: &[Row], flows: u32, path: &Path) -> Result<(), Be
         .iter()
         .map(|r| r.offered_mpps.max.max(r.ndr_mpps.max))
         .fold(0.1f64, f64::max)
-        * 1.15;
+        * 1.5;
     let root = BitMapBackend::new(path, (W, H)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     #[allow(clippy::cast_precision_loss)]
@@ -60,18 +60,6 @@ pub fn throughput_by_dut(rows: &[Row], flows: u32, path: &Path) -> Result<(), Be
         .y_desc("Mpps")
         .x_label_formatter(&|_| String::new())
         .draw()
-        .map_err(plot_err)?;
-    // Each bar named above its top.
-    #[allow(clippy::cast_precision_loss)]
-    chart
-        .draw_series(rows.iter().enumerate().map(|(i, r)| {
-            let y = r.delivered_mpps.median.max(r.ndr_mpps.max) + top * 0.02;
-            Text::new(
-                format!("{} {:.2}", r.dut, r.ndr_mpps.median),
-                (i as f64 + 0.1, y + top * 0.03),
-                ("sans-serif", 15),
-            )
-        }))
         .map_err(plot_err)?;
     #[allow(clippy::cast_precision_loss)]
     let bar = |i: usize, v: f64, inset: f64, style: ShapeStyle| {
@@ -107,8 +95,30 @@ pub fn throughput_by_dut(rows: &[Row], flows: u32, path: &Path) -> Result<(), Be
             )
         }))
         .map_err(plot_err)?;
+    // Each bar named above its top, its no-drop rate below the name, and
+    // every other one two lines higher: names are wider than bars and
+    // would run into their neighbours' (drawn last, so no bar hides one).
+    let line = top * 0.04;
+    #[allow(clippy::cast_precision_loss)]
+    chart
+        .draw_series(rows.iter().enumerate().flat_map(|(i, r)| {
+            let x = i as f64 + 0.1;
+            let y =
+                r.delivered_mpps.median.max(r.ndr_mpps.max) + line * (1.5 + 2.0 * (i % 2) as f64);
+            [
+                Text::new(r.label(), (x, y + line), ("sans-serif", 14)),
+                Text::new(
+                    format!("{:.2}", r.ndr_mpps.median),
+                    (x, y),
+                    ("sans-serif", 14),
+                ),
+            ]
+        }))
+        .map_err(plot_err)?;
+    // Above the names of the tallest bars.
     chart
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
@@ -116,16 +126,17 @@ pub fn throughput_by_dut(rows: &[Row], flows: u32, path: &Path) -> Result<(), Be
     root.present().map_err(plot_err)
 }
 
-/// A line per DUT: median no-drop rate at each number of flows.
+/// A line per DUT (and Service count): median no-drop rate at each
+/// number of flows.
 pub fn throughput_vs_flows(rows: &[Row], path: &Path) -> Result<(), BenchError> {
     register_font()?;
     let mut flows: Vec<u32> = rows.iter().map(|r| r.flows).collect();
     flows.sort_unstable();
     flows.dedup();
-    let mut duts: Vec<&str> = Vec::new();
+    let mut duts: Vec<String> = Vec::new();
     for r in rows {
-        if !duts.contains(&r.dut) {
-            duts.push(r.dut);
+        if !duts.contains(&r.label()) {
+            duts.push(r.label());
         }
     }
     let top = rows
@@ -162,7 +173,7 @@ pub fn throughput_vs_flows(rows: &[Row], path: &Path) -> Result<(), BenchError> 
         #[allow(clippy::cast_precision_loss)]
         let points: Vec<(f64, f64)> = rows
             .iter()
-            .filter(|r| r.dut == *dut)
+            .filter(|r| r.label() == *dut)
             .filter_map(|r| {
                 let i = flows.iter().position(|&f| f == r.flows)?;
                 Some((i as f64, r.ndr_mpps.median))
@@ -171,7 +182,7 @@ pub fn throughput_vs_flows(rows: &[Row], path: &Path) -> Result<(), BenchError> 
         chart
             .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
             .map_err(plot_err)?
-            .label(*dut)
+            .label(dut)
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
             });
@@ -198,7 +209,7 @@ pub fn throughput_vs_flows(rows: &[Row], path: &Path) -> Result<(), BenchError> 
 pub fn latency_cdf(run: &Run, flows: u32, path: &Path) -> Result<(), BenchError> {
     register_font()?;
     #[allow(clippy::cast_precision_loss)]
-    let curves: Vec<(&str, Vec<(f64, f64)>)> = run
+    let curves: Vec<(String, Vec<(f64, f64)>)> = run
         .cases
         .iter()
         .filter(|c| c.flows == flows)
@@ -216,7 +227,7 @@ pub fn latency_cdf(run: &Run, flows: u32, path: &Path) -> Result<(), BenchError>
                     ((ns.max(100) as f64) / 1000.0, seen as f64 / total as f64)
                 })
                 .collect();
-            Some((c.dut, points))
+            Some((dut_label(c.dut, c.services), points))
         })
         .collect();
     let hi = curves

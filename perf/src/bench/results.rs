@@ -27,10 +27,15 @@ impl Machine {
     }
 }
 
-/// One DUT at one number of flows.
+/// One DUT at one number of flows (and of Services, for a DUT that takes
+/// them).
 #[derive(Debug, Clone, Serialize)]
 pub struct Case {
     pub dut: &'static str,
+    /// Services programmed, the measured one included (`xvsd-service`,
+    /// `nft-dnat`); absent for the other DUTs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<u32>,
     pub flows: u32,
     pub search: Search,
     /// A trial at half the no-drop rate, for latency.
@@ -45,6 +50,8 @@ pub struct Case {
 #[derive(Debug, Clone, Serialize)]
 pub struct Cost {
     pub dut: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<u32>,
     pub offered_pps: f64,
     /// Packets the worker received in the measured window.
     pub packets: u64,
@@ -100,10 +107,21 @@ impl Spread {
     }
 }
 
-/// A (DUT, flows) row of the summary, in Mpps and µs.
+/// How tables and plots name a DUT: its name, and the Services it had if
+/// it takes them ("xvsd-service (10000 svc)").
+pub fn dut_label(dut: &str, services: Option<u32>) -> String {
+    match services {
+        Some(n) => format!("{dut} ({n} svc)"),
+        None => dut.to_string(),
+    }
+}
+
+/// A (DUT, Services, flows) row of the summary, in Mpps and µs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub dut: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub services: Option<u32>,
     pub flows: u32,
     pub runs: usize,
     pub offered_mpps: Spread,
@@ -113,12 +131,21 @@ pub struct Row {
     pub latency_us: [Option<f64>; 3],
 }
 
-/// Medians over runs for each (DUT, flows), in the order first seen.
+impl Row {
+    /// [`dut_label`].
+    pub fn label(&self) -> String {
+        dut_label(self.dut, self.services)
+    }
+}
+
+/// Medians over runs for each (DUT, Services, flows), in the order first
+/// seen.
 pub fn summarize(runs: &[Run]) -> Vec<Row> {
-    let mut order: Vec<(&'static str, u32)> = Vec::new();
-    let mut by: BTreeMap<(&'static str, u32), Vec<&Case>> = BTreeMap::new();
+    type Key = (&'static str, Option<u32>, u32);
+    let mut order: Vec<Key> = Vec::new();
+    let mut by: BTreeMap<Key, Vec<&Case>> = BTreeMap::new();
     for case in runs.iter().flat_map(|r| &r.cases) {
-        let key = (case.dut, case.flows);
+        let key = (case.dut, case.services, case.flows);
         if !by.contains_key(&key) {
             order.push(key);
         }
@@ -147,7 +174,8 @@ pub fn summarize(runs: &[Run]) -> Vec<Row> {
             let cases = &by[&key];
             Row {
                 dut: key.0,
-                flows: key.1,
+                services: key.1,
+                flows: key.2,
                 runs: cases.len(),
                 offered_mpps: mpps(cases, &|c| c.search.max.offered_pps),
                 delivered_mpps: mpps(cases, &|c| c.search.max.delivered_pps),
@@ -170,8 +198,22 @@ pub fn flows_label(flows: u32) -> String {
     }
 }
 
-/// The summary as Markdown: a row per (DUT, flows), with each DUT's
-/// no-drop rate as a ratio to each of `peers` at the same flows.
+/// The row of `peer` to compare `r` with: at the same flows, and at the
+/// same Services where both take them (else `peer`'s first).
+fn peer_row<'a>(rows: &'a [Row], r: &Row, peer: &str) -> Option<&'a Row> {
+    let mut same = rows.iter().filter(|b| b.dut == peer && b.flows == r.flows);
+    match r.services {
+        Some(n) => same
+            .clone()
+            .find(|b| b.services == Some(n))
+            .or_else(|| same.next()),
+        None => same.next(),
+    }
+}
+
+/// The summary as Markdown: a row per (DUT, Services, flows), with each
+/// DUT's no-drop rate as a ratio to each of `peers` at the same flows
+/// (and Services).
 pub fn markdown(rows: &[Row], peers: &[&str]) -> String {
     let peers: Vec<&str> = peers
         .iter()
@@ -194,7 +236,7 @@ pub fn markdown(rows: &[Row], peers: &[&str]) -> String {
         let _ = write!(
             s,
             "| {} | {} | {:.2} | {:.2} | {:.2} [{:.2}–{:.2}] |",
-            r.dut,
+            r.label(),
             flows_label(r.flows),
             r.offered_mpps.median,
             r.delivered_mpps.median,
@@ -203,10 +245,7 @@ pub fn markdown(rows: &[Row], peers: &[&str]) -> String {
             r.ndr_mpps.max
         );
         for p in &peers {
-            let base = rows
-                .iter()
-                .find(|b| b.dut == *p && b.flows == r.flows)
-                .map(|b| b.ndr_mpps.median);
+            let base = peer_row(rows, r, p).map(|b| b.ndr_mpps.median);
             match base {
                 Some(b) if b > 0.0 => {
                     let _ = write!(s, " {:.2} |", r.ndr_mpps.median / b);
@@ -225,6 +264,45 @@ pub fn markdown(rows: &[Row], peers: &[&str]) -> String {
     s
 }
 
+/// xvsd's Services against kube-proxy's nftables DNAT: the no-drop rate of
+/// each at every (Services, flows) both were measured at, and their ratio.
+/// Empty unless both were.
+pub fn services_markdown(rows: &[Row]) -> String {
+    let (ours, theirs) = ("xvsd-service", "nft-dnat");
+    let pairs: Vec<(&Row, &Row)> = rows
+        .iter()
+        .filter(|r| r.dut == ours)
+        .filter_map(|r| {
+            let peer = rows
+                .iter()
+                .find(|b| b.dut == theirs && b.services == r.services && b.flows == r.flows)?;
+            Some((r, peer))
+        })
+        .collect();
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut s = format!(
+        "| Services | flows | {ours} NDR Mpps | {theirs} NDR Mpps | {ours} ÷ {theirs} |\n|---:|---:|---:|---:|---:|\n"
+    );
+    for (r, b) in pairs {
+        let ratio = if b.ndr_mpps.median > 0.0 {
+            format!("{:.2}", r.ndr_mpps.median / b.ndr_mpps.median)
+        } else {
+            "–".into()
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2} | {:.2} | {ratio} |",
+            r.services.unwrap_or(1),
+            flows_label(r.flows),
+            r.ndr_mpps.median,
+            b.ndr_mpps.median,
+        );
+    }
+    s
+}
+
 /// The per-packet cost table.
 pub fn cost_markdown(costs: &[Cost]) -> String {
     let mut s = String::from(
@@ -234,7 +312,7 @@ pub fn cost_markdown(costs: &[Cost]) -> String {
         let _ = writeln!(
             s,
             "| {} | {:.2} | {:.0} | {} | {} | {} |",
-            c.dut,
+            dut_label(c.dut, c.services),
             c.offered_pps / 1e6,
             c.ns_per_packet,
             c.cycles_per_packet
@@ -291,6 +369,10 @@ mod tests {
     }
 
     fn row(dut: &'static str, flows: u32, ndr: f64) -> Row {
+        service_row(dut, None, flows, ndr)
+    }
+
+    fn service_row(dut: &'static str, services: Option<u32>, flows: u32, ndr: f64) -> Row {
         let s = |v| Spread {
             median: v,
             min: v,
@@ -298,6 +380,7 @@ mod tests {
         };
         Row {
             dut,
+            services,
             flows,
             runs: 1,
             offered_mpps: s(9.0),
@@ -332,6 +415,35 @@ mod tests {
             md.contains("| xvsd-l3 | 1K | 9.00 | 2.00 | 2.00 [2.00–2.00] | – |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn services_are_labelled_and_compared_at_the_same_count() {
+        let rows = [
+            service_row("xvsd-service", Some(1), 1, 2.0),
+            service_row("xvsd-service", Some(10_000), 1, 1.8),
+            service_row("nft-dnat", Some(1), 1, 1.0),
+            service_row("nft-dnat", Some(10_000), 1, 0.6),
+            row("xvsd-l3", 1, 3.0),
+        ];
+        let md = markdown(&rows, &["nft-dnat"]);
+        assert!(
+            md.contains("| xvsd-service (1 svc) | 1 | 9.00 | 2.00 | 2.00 [2.00–2.00] | 2.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| xvsd-service (10000 svc) | 1 | 9.00 | 1.80 | 1.80 [1.80–1.80] | 3.00 |"),
+            "{md}"
+        );
+        // A DUT without Services against the peer's first.
+        assert!(
+            md.contains("| xvsd-l3 | 1 | 9.00 | 3.00 | 3.00 [3.00–3.00] | 3.00 |"),
+            "{md}"
+        );
+        let svc = services_markdown(&rows);
+        assert!(svc.contains("| 1 | 1 | 2.00 | 1.00 | 2.00 |"), "{svc}");
+        assert!(svc.contains("| 10000 | 1 | 1.80 | 0.60 | 3.00 |"), "{svc}");
+        assert_eq!(services_markdown(&rows[2..]), "");
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! topology in one invocation (`make perf`), see `xvs_perf::bench`.
 //!
 //! ```sh
-//! xvs-bench --runs 3 --out target/perf            # everything (~20 min)
+//! xvs-bench --runs 3 --out target/perf            # everything (~22 min)
 //! xvs-bench --duts xvsd-l3,linux-routing --flows 1 --runs 1 --seconds 0.5 --steps 1
+//! # a Service's ClusterIP through xvsd and kube-proxy's nftables rules,
+//! # with 1 and with 10,000 Services programmed
+//! xvs-bench --duts xvsd-service,nft-dnat --services 1,10000 --runs 1
 //! ```
 //!
 //! Writes `run-<n>.json` per run, `summary.json`, `results.md` and three
@@ -16,8 +19,10 @@ use std::time::Duration;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use xvs_perf::bench::dut::{scripts_dir, DutKind, RunningDut, Tools};
-use xvs_perf::bench::results::{cost_markdown, markdown, summarize, Case, Cost, Machine, Run};
+use xvs_perf::bench::dut::{scripts_dir, DutKind, RunningDut, Scale, Tools};
+use xvs_perf::bench::results::{
+    cost_markdown, dut_label, markdown, services_markdown, summarize, Case, Cost, Machine, Run,
+};
 use xvs_perf::bench::topology::Topology;
 use xvs_perf::bench::trial::{search, trial, Load};
 use xvs_perf::bench::{plot, run_command, BenchError};
@@ -35,6 +40,12 @@ struct Cli {
     /// Numbers of flows to measure each DUT at.
     #[arg(long, value_delimiter = ',', default_values_t = [1u32, 1000, 100_000])]
     flows: Vec<u32>,
+    /// Numbers of Kubernetes Services to program into the DUTs that take
+    /// them (xvsd-service, nft-dnat), each measured at every flow count:
+    /// the one the traffic goes to and the rest idle.
+    #[arg(long, value_delimiter = ',', default_values_t = [1u32],
+          value_parser = clap::value_parser!(u32).range(1..))]
+    services: Vec<u32>,
     /// Runs of the whole set (the summary reports medians).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -101,11 +112,17 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
     let settings = json!({
         "frame_size": cli.size, "trial_seconds": cli.seconds, "search_steps": cli.steps,
         "loss_limit": xvs_perf::bench::trial::LOSS_LIMIT, "flows": cli.flows,
+        "services": cli.services,
         "gen_core": cli.gen_core, "dut_core": cli.dut_core, "kind": "udp",
     });
     let placement = placement(cli);
+    let cases_per_run: usize = cli
+        .duts
+        .iter()
+        .map(|d| service_counts(cli, *d).len() * cli.flows.len())
+        .sum();
     let progress = ProgressBar::with_draw_target(
-        Some((cli.runs * cli.duts.len() * cli.flows.len()) as u64),
+        Some((cli.runs * cases_per_run) as u64),
         ProgressDrawTarget::stderr_with_hz(4),
     );
     progress.set_style(
@@ -117,21 +134,21 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
     for n in 1..=cli.runs {
         let mut cases = Vec::new();
         for &dut in &cli.duts {
-            for &flows in &cli.flows {
-                progress.set_message(format!(
-                    "run {n}/{}: {} at {flows} flow(s)",
-                    cli.runs,
-                    dut.name()
-                ));
-                match measure(cli, &tools, &pktgen, dut, flows, &progress) {
-                    Ok(case) => cases.push(case),
-                    Err(e) => {
-                        let why = format!("{} at {flows} flow(s): {e}", dut.name());
-                        progress.suspend(|| eprintln!("!!!! not measured: {why}"));
-                        skipped.push(why);
+            for services in service_counts(cli, dut) {
+                for &flows in &cli.flows {
+                    let label = dut_label(dut.name(), services);
+                    progress
+                        .set_message(format!("run {n}/{}: {label} at {flows} flow(s)", cli.runs));
+                    match measure(cli, &tools, &pktgen, dut, services, flows, &progress) {
+                        Ok(case) => cases.push(case),
+                        Err(e) => {
+                            let why = format!("{label} at {flows} flow(s): {e}");
+                            progress.suspend(|| eprintln!("!!!! not measured: {why}"));
+                            skipped.push(why);
+                        }
                     }
+                    progress.inc(1);
                 }
-                progress.inc(1);
             }
         }
         let costs = if n == 1 && cli.cost_seconds > 0.0 {
@@ -139,10 +156,13 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
                 .iter()
                 .filter(|d| d.is_xvsd())
                 .filter_map(|&d| {
-                    progress.set_message(format!("perf stat on {}", d.name()));
-                    cost(cli, &tools, &pktgen, d)
+                    // At the largest Service count asked for.
+                    let services = service_counts(cli, d).into_iter().max().flatten();
+                    let label = dut_label(d.name(), services);
+                    progress.set_message(format!("perf stat on {label}"));
+                    cost(cli, &tools, &pktgen, d, services)
                         .map_err(|e| {
-                            progress.suspend(|| eprintln!("!!!! no cost for {}: {e}", d.name()));
+                            progress.suspend(|| eprintln!("!!!! no cost for {label}: {e}"));
                         })
                         .ok()
                 })
@@ -168,17 +188,33 @@ fn bench(cli: &Cli) -> Result<(), BenchError> {
     report(cli, &out, &runs, &skipped)
 }
 
-/// One DUT at one number of flows, on a fresh topology.
+/// The Service counts `dut` is measured at: `--services`, or none for a
+/// DUT that does not take Services.
+fn service_counts(cli: &Cli, dut: DutKind) -> Vec<Option<u32>> {
+    if dut.takes_services() {
+        cli.services.iter().copied().map(Some).collect()
+    } else {
+        vec![None]
+    }
+}
+
+/// One DUT at one number of flows (and of Services), on a fresh topology.
 fn measure(
     cli: &Cli,
     tools: &Tools,
     pktgen: &Path,
     kind: DutKind,
+    services: Option<u32>,
     flows: u32,
     progress: &ProgressBar,
 ) -> Result<Case, BenchError> {
+    let label = dut_label(kind.name(), services);
     let topology = Topology::create()?;
-    let dut = RunningDut::start(kind, &topology, cli.dut_core, tools)?;
+    let scale = Scale {
+        flows,
+        services: services.unwrap_or(1),
+    };
+    let dut = RunningDut::start(kind, &topology, scale, cli.dut_core, tools)?;
     let load = |rate, seconds| Load {
         flows,
         rate,
@@ -195,8 +231,7 @@ fn measure(
             step += 1;
             let r = trial(pktgen, &dut.traffic, &load(rate, cli.seconds))?;
             progress.set_message(format!(
-                "{} {flows} flow(s), trial {step}: {:.2} Mpps offered, {:.2} delivered, loss {:.3}%",
-                kind.name(),
+                "{label} {flows} flow(s), trial {step}: {:.2} Mpps offered, {:.2} delivered, loss {:.3}%",
                 r.offered_pps / 1e6,
                 r.delivered_pps / 1e6,
                 r.loss * 100.0
@@ -215,6 +250,7 @@ fn measure(
     let dut_report = dut.stop()?;
     Ok(Case {
         dut: kind.name(),
+        services,
         flows,
         search: found,
         at_half,
@@ -224,9 +260,19 @@ fn measure(
 
 /// xvsd's worker under full load for `cost_seconds`: `perf stat` on the
 /// worker thread, packets from xvsd's report, stages from its timers.
-fn cost(cli: &Cli, tools: &Tools, pktgen: &Path, kind: DutKind) -> Result<Cost, BenchError> {
+fn cost(
+    cli: &Cli,
+    tools: &Tools,
+    pktgen: &Path,
+    kind: DutKind,
+    services: Option<u32>,
+) -> Result<Cost, BenchError> {
     let topology = Topology::create()?;
-    let dut = RunningDut::start(kind, &topology, cli.dut_core, tools)?;
+    let scale = Scale {
+        flows: 1,
+        services: services.unwrap_or(1),
+    };
+    let dut = RunningDut::start(kind, &topology, scale, cli.dut_core, tools)?;
     let tid = dut
         .worker_tid()
         .ok_or_else(|| BenchError::Dut("no xvs-worker-0 thread".into()))?;
@@ -275,6 +321,7 @@ fn cost(cli: &Cli, tools: &Tools, pktgen: &Path, kind: DutKind) -> Result<Cost, 
     };
     Ok(Cost {
         dut: kind.name(),
+        services,
         offered_pps: t.offered_pps,
         packets,
         task_clock_ns,
@@ -326,6 +373,13 @@ fn report(cli: &Cli, out: &Path, runs: &[Run], skipped: &[String]) -> Result<(),
         machine.kernel
     );
     md.push_str(&markdown(&rows, &peers));
+    let services = services_markdown(&rows);
+    if !services.is_empty() {
+        md.push_str(
+            "\nTo a Service's ClusterIP, DNATed to one endpoint: xvsd against kube-proxy's nftables rules, with N Services programmed (the measured one and N−1 idle):\n\n",
+        );
+        md.push_str(&services);
+    }
     md.push_str("\nOffered and delivered: at the generator's full rate. NDR: the highest offered rate with <0.1% loss (RFC 2544 binary search). Latency: one way, generator to sink, at half the NDR.\n\nWhere the work runs:\n\n");
     for p in runs.first().map_or(&[][..], |r| &r.placement[..]) {
         md.push_str(&format!("- {p}\n"));
