@@ -34,9 +34,14 @@ fn xvs_bench_smoke_run() {
             "{case:#}"
         );
         assert!(max["latency"]["p50"].as_u64().unwrap() > 0, "{case:#}");
-        // One search step after the full-rate trial; whether it passed is
-        // a matter of speed, not checked here.
-        assert_eq!(case["search"]["steps"].as_array().unwrap().len(), 1);
+        // At most one search step after the full-rate trial: none when
+        // the full rate was lossless (Linux routing keeps up with the
+        // generator's AF_XDP fallback on kernels that refuse live frames).
+        // Whether a step passed is a matter of speed, not checked here.
+        assert!(
+            case["search"]["steps"].as_array().unwrap().len() <= 1,
+            "{case:#}"
+        );
     }
     // xvsd reported its own counters and the worker's per-packet cost.
     let xvsd = &cases[0];

@@ -132,7 +132,8 @@ drop_reasons! {
     SnatPortsExhausted = "snat_ports_exhausted",
     /// A connection that needs NAT found conntrack full.
     ConntrackFull = "conntrack_full",
-    /// The NATed reply tuple is another connection's.
+    /// The NATed reply tuple is another connection's, whatever source port
+    /// was tried.
     NatClash = "nat_clash",
     /// A packet that cannot start a connection (a TCP RST or FIN) to a
     /// Service or leaving for masquerade, with no connection to belong to.
@@ -181,6 +182,9 @@ pub struct Counters {
     pub snat_connections: u64,
     /// TCP RSTs sent for Services without endpoints.
     pub tcp_resets: u64,
+    /// Service connections given another source port because their reply
+    /// tuple was another connection's.
+    pub nat_port_remaps: u64,
 }
 
 impl Default for Counters {
@@ -207,6 +211,7 @@ impl Default for Counters {
             svc_connections: 0,
             snat_connections: 0,
             tcp_resets: 0,
+            nat_port_remaps: 0,
         }
     }
 }

@@ -660,3 +660,51 @@ fn a_new_connection_on_a_cached_flow_follows_its_own_endpoint() {
         ("pod3".into(), (pod_ip(1), 40000, pod_ip(3), 8080))
     );
 }
+
+/// One client port to two Service ports that lead to the same endpoint
+/// port: the second connection's reply tuple is the first's, so it gets
+/// another source port (as Linux's NAT does) instead of being dropped, and
+/// its answers come back to the client's own port.
+#[test]
+fn a_clashing_reply_tuple_gets_another_source_port() {
+    let mut svc = web(&[pod_ip(2)]);
+    svc.ports[1] =
+        serde_json::from_value(serde_json::json!({"name": "alt", "port": 81, "target_port": 8080}))
+            .unwrap();
+    let Nat { mut h, .. } = nat_harness(with_services(&[svc]), (61000, 65535));
+    h.send("pod1", pod_syn(1, 40000, (VIP, 80)));
+    assert_eq!(
+        out_of(&mut h),
+        ("pod2".into(), (pod_ip(1), 40000, pod_ip(2), 8080))
+    );
+    h.send("pod1", pod_syn(1, 40000, (VIP, 81)));
+    let (port, (src, sport, dst, dport)) = out_of(&mut h);
+    assert_eq!(
+        (port.as_str(), src, dst, dport),
+        ("pod2", pod_ip(1), pod_ip(2), 8080)
+    );
+    assert_ne!(sport, 40000, "another source port");
+    assert_eq!(h.counters().nat_port_remaps, 1);
+    h.send(
+        "pod2",
+        tcp_frame(
+            (pod_mac(2), GW_MAC),
+            (pod_ip(2), 8080),
+            (pod_ip(1), sport),
+            false,
+            b"",
+        ),
+    );
+    assert_eq!(out_of(&mut h), ("pod1".into(), (VIP, 81, pod_ip(1), 40000)));
+    h.send(
+        "pod2",
+        tcp_frame(
+            (pod_mac(2), GW_MAC),
+            (pod_ip(2), 8080),
+            (pod_ip(1), 40000),
+            false,
+            b"",
+        ),
+    );
+    assert_eq!(out_of(&mut h), ("pod1".into(), (VIP, 80, pod_ip(1), 40000)));
+}

@@ -23,7 +23,9 @@
 //!   be dropped by its kernel). A Service without usable endpoints is
 //!   rejected (TCP RST from the Service address, ICMP port unreachable for
 //!   UDP), as kube-proxy does; a `Local` policy without a local endpoint
-//!   drops.
+//!   drops. A reply tuple that is already another connection's (one client
+//!   port reaching the same endpoint through two Service ports) gets the
+//!   connection another source port, as Linux's NAT does on a clash.
 //! - **A pod's connection leaving the cluster CIDR** (when the node has one)
 //!   is masqueraded: its source becomes the node IP and a port from the
 //!   bounded SNAT allocator ([`xvs_flowtable::snat_ports`]); the port goes
@@ -43,7 +45,7 @@
 //! Linux reassembles first, xvs does not reassemble); ICMP errors about a
 //! NATed connection pass untranslated.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use smoltcp::wire::{Icmpv4Packet, Ipv4Packet, TcpPacket};
@@ -63,6 +65,10 @@ const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_PORT_UNREACHABLE: u8 = 3;
+
+/// Source ports tried when a Service connection's reply tuple clashes
+/// with another connection's.
+const CLASH_RETRIES: u32 = 8;
 
 /// TCP flags byte offset in the TCP header.
 const TCP_FLAGS: usize = 13;
@@ -208,41 +214,66 @@ impl State {
             Err(out) => return out,
         };
         let nat = reply != c.key.reversed();
-        match ct.create(c.key, reply, &c.info, now) {
-            Ok(_) => {
-                self.counters.ct_created += 1;
-                if nat {
-                    self.forget_cached_hop(i);
-                    rewrite(ip, c, &reply.reversed());
+        let mut reply = reply;
+        for attempt in 0..=CLASH_RETRIES {
+            let e = match ct.create(c.key, reply, &c.info, now) {
+                Ok(_) => {
+                    self.counters.ct_created += 1;
+                    if reply != c.key.reversed() {
+                        self.forget_cached_hop(i);
+                        rewrite(ip, c, &reply.reversed());
+                    }
+                    return Outcome::Route;
                 }
-                Outcome::Route
-            }
-            Err(e) => {
+                Err(e) => e,
+            };
+            // Another core created this very connection first: use it.
+            if let (CtError::Exists(_), Some(r)) = (e, ct.lookup(&c.key)) {
                 if let Some((addr, port)) = snat {
                     self.release_snat(addr, port);
                 }
-                match e {
-                    // Another core created it first: use its connection.
-                    CtError::Exists(r) if r.dir == xvs_flowtable::Dir::Original => {
-                        if ct.update(&r, &c.info, now) == Verdict::Invalid {
-                            self.counters.ct_invalid += 1;
-                        }
-                        if let Some(other) = ct.counterpart(&r) {
-                            self.forget_cached_hop(i);
-                            rewrite(ip, c, &other.reversed());
-                        }
-                        Outcome::Route
-                    }
-                    CtError::Exists(_) if nat => Outcome::Drop(DropReason::NatClash),
-                    CtError::Full if nat => Outcome::Drop(DropReason::ConntrackFull),
-                    CtError::Invalid if nat => Outcome::Drop(DropReason::NatInvalid),
-                    _ => {
-                        self.counters.ct_untracked += 1;
-                        Outcome::Route
-                    }
+                if ct.update(&r, &c.info, now) == Verdict::Invalid {
+                    self.counters.ct_invalid += 1;
                 }
+                if let Some(other) = ct.counterpart(&r) {
+                    if other.reversed() != c.key {
+                        self.forget_cached_hop(i);
+                    }
+                    rewrite(ip, c, &other.reversed());
+                }
+                return Outcome::Route;
             }
+            // The reply tuple is another connection's: the same client
+            // port reached the same endpoint through another Service
+            // port or address (Linux reuses a source port toward
+            // different destinations). As Linux's NAT does on a clash,
+            // the connection gets another source port. (A port from the
+            // SNAT pool never clashes: the pool hands each out once.)
+            if matches!(e, CtError::Exists(_)) && nat && snat.is_none() && attempt < CLASH_RETRIES {
+                let t = reply.tuple();
+                let (IpAddr::V4(addr), IpAddr::V4(client)) = (t.src, t.dst) else {
+                    break;
+                };
+                let h = c.key.hash(u64::from(attempt) + 1);
+                let port = u16::try_from(1024 + h % (65536 - 1024)).unwrap_or(1024);
+                reply = FlowKey::v4(0, c.proto, addr, t.src_port, client, port);
+                self.counters.nat_port_remaps += 1;
+                continue;
+            }
+            if let Some((addr, port)) = snat {
+                self.release_snat(addr, port);
+            }
+            return match e {
+                CtError::Exists(_) if nat => Outcome::Drop(DropReason::NatClash),
+                CtError::Full if nat => Outcome::Drop(DropReason::ConntrackFull),
+                CtError::Invalid if nat => Outcome::Drop(DropReason::NatInvalid),
+                _ => {
+                    self.counters.ct_untracked += 1;
+                    Outcome::Route
+                }
+            };
         }
+        Outcome::Drop(DropReason::NatClash)
     }
 
     /// The reply tuple of a new connection `c` (and the SNAT port it
