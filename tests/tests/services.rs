@@ -6,9 +6,16 @@
 //! and curl. What is checked is what a workload sees: which backend
 //! answered, from which address, whether a connection was refused and how
 //! fast, whether a stream survived a change of endpoints.
+//!
+//! Some tests make the external namespace a second node too, built the
+//! way Flannel builds one (the kernel's VXLAN device, routes and
+//! neighbour entries), with a backend pod behind it: a Service endpoint
+//! on another node.
 
 mod common;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,6 +31,9 @@ const CLIENT_IP: &str = "10.244.1.10";
 const BACKENDS: [&str; 3] = ["10.244.1.11", "10.244.1.12", "10.244.1.13"];
 /// The port every backend's httpd listens on (the Services' targetPort).
 const TARGET_PORT: u16 = 8080;
+/// The pod behind the kernel node (in its pod CIDR REMOTE_CIDR).
+const REMOTE_POD: &str = "10.244.2.5";
+const REMOTE_CIDR: &str = "10.244.2.0/24";
 /// Bytes of the file the stream test downloads.
 const BIG: usize = 10 << 20;
 
@@ -40,6 +50,9 @@ impl Drop for TempDir {
 /// `<tag>-b1..b3` (backend pods at BACKENDS, each serving httpd on
 /// TARGET_PORT) and `<tag>-ext` (EXT_IP, on the uplink `<tag>up`), and an
 /// xvsd switching them with a static route to EXT_NET through the uplink.
+/// [`Node::beside_a_kernel_node`] makes `<tag>-ext` a second node as well
+/// (see [`kernel_node`]), with a pod `<tag>-r2` at REMOTE_POD serving
+/// httpd as "r2".
 struct Node {
     // Dropped in this order: xvsd first, then the namespaces (and the
     // servers in them), then their files.
@@ -53,6 +66,16 @@ struct Node {
 impl Node {
     /// `big`: give every server a BIG-byte file `/big` too.
     fn start(tag: &str, big: bool) -> Node {
+        Node::build(tag, big, false)
+    }
+
+    /// A node whose uplink peer `<tag>-ext` is also node2, a kernel VXLAN
+    /// node with the pod REMOTE_POD behind it, known to xvsd as a remote.
+    fn beside_a_kernel_node(tag: &str) -> Node {
+        Node::build(tag, false, true)
+    }
+
+    fn build(tag: &str, big: bool, with_kernel_node: bool) -> Node {
         let mut topo = Topology::default();
         let www = TempDir(
             std::env::temp_dir().join(format!("xvs-services-{tag}-{}", std::process::id())),
@@ -83,6 +106,10 @@ impl Node {
         ] {
             run(&cmd);
         }
+        let vx_mac = mac(tag, 0xf2);
+        if with_kernel_node {
+            kernel_node(&mut topo, tag, &up_mac, &vx_mac);
+        }
 
         let mut args: Vec<String> = [
             "--uplink",
@@ -98,6 +125,10 @@ impl Node {
         ]
         .map(String::from)
         .to_vec();
+        if with_kernel_node {
+            args.extend(["--vni".into(), "1".into(), "--remote".into()]);
+            args.push(format!("node2,{REMOTE_CIDR},{EXT_IP},{vx_mac},{ext_mac}"));
+        }
         let pods = std::iter::once(("cli".to_string(), CLIENT_IP))
             .chain((1..).zip(BACKENDS).map(|(i, ip)| (format!("b{i}"), ip)));
         for (i, (name, ip)) in pods.enumerate() {
@@ -109,6 +140,9 @@ impl Node {
         for i in 1..=BACKENDS.len() {
             let name = format!("b{i}");
             serve(&www.0.join(&name), &format!("{tag}-{name}"), &name, big);
+        }
+        if with_kernel_node {
+            serve(&www.0.join("r2"), &format!("{tag}-r2"), "r2", big);
         }
         let xvsd = Xvsd::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
         let node = Node {
@@ -174,6 +208,40 @@ impl Node {
 fn mac(tag: &str, n: usize) -> String {
     let t = tag.bytes().last().unwrap_or(0);
     format!("02:00:00:1c:{t:02x}:{n:02x}")
+}
+
+/// Makes `<tag>-ext` (eth0 at EXT_IP, MAC of `<tag>up`'s peer) a second
+/// node the way Flannel builds one, as xvsd.rs's `kernel_node` does: a
+/// VXLAN device vx0 (VNI 1, MAC `vx_mac`) over eth0, this node's pod CIDR
+/// routed over it to 10.244.1.0 at `up_mac` (the uplink's, xvsd's VTEP
+/// MAC) behind NODE_IP, and a pod `<tag>-r2` at REMOTE_POD routed behind
+/// it.
+fn kernel_node(topo: &mut Topology, tag: &str, up_mac: &str, vx_mac: &str) {
+    let (node2, r2) = (format!("{tag}-ext"), format!("{tag}-r2"));
+    topo.netns(&r2);
+    let n = format!("ip -n {node2}");
+    for cmd in [
+        format!("{n} link add vx0 type vxlan id 1 local {EXT_IP} dstport 4789 dev eth0 nolearning"),
+        format!("{n} link set vx0 address {vx_mac}"),
+        format!("{n} addr add 10.244.2.0/32 dev vx0"),
+        format!("{n} link set vx0 up"),
+        format!("{n} route add {POD_CIDR} via 10.244.1.0 dev vx0 onlink"),
+        format!("{n} neigh add 10.244.1.0 lladdr {up_mac} dev vx0 nud permanent"),
+        format!("bridge -n {node2} fdb append {up_mac} dev vx0 dst {NODE_IP}"),
+        format!("{n} link add n2p type veth peer name eth0 netns {r2}"),
+        format!("{n} addr add 10.244.2.1/24 dev n2p"),
+        format!("{n} link set n2p up"),
+        format!("ip netns exec {node2} sysctl -qw net.ipv4.ip_forward=1"),
+        format!("ip -n {r2} addr add {REMOTE_POD}/24 dev eth0"),
+        format!("ip -n {r2} link set eth0 up"),
+        format!("ip -n {r2} route add default via 10.244.2.1"),
+        format!("ip netns exec {r2} ethtool -K eth0 tx off"),
+    ] {
+        run(&cmd);
+    }
+    for dev in ["vx0", "n2p"] {
+        run(&format!("ip netns exec {node2} ethtool -K {dev} tx off"));
+    }
 }
 
 /// busybox httpd on TARGET_PORT in namespace `ns`, serving `dir`, whose
@@ -534,6 +602,115 @@ fn hairpin_is_snated_from_the_pod_network_address() {
         answers,
         vec!["b1 10.244.1.0"; 3],
         "xvsd log:\n{}",
+        node.log()
+    );
+}
+
+/// A NodePort whose only endpoint is on another node, from a client
+/// outside the cluster (node2 itself, on the uplink subnet): every request
+/// answered, the backend seeing this node's pod network address (SNAT, so
+/// that the answer comes back through this node to be un-NATed). The
+/// ClusterIP of the same Service from a pod here reaches it with the pod's
+/// own address. Meanwhile the node's own TCP on its IP, at a port neither
+/// a node port nor a SNAT port, still reaches the kernel.
+#[test]
+fn node_port_to_an_endpoint_on_another_node() {
+    let Some(_serial) = root_or_skip("node_port_to_an_endpoint_on_another_node") else {
+        return;
+    };
+    let node = Node::beside_a_kernel_node("xsvn");
+    node.ok(&format!(
+        "service add np --type NodePort --cluster-ip 10.96.0.70 --port 80:{TARGET_PORT}@30080 --endpoint {REMOTE_POD}"
+    ));
+    let answers = node.curls("ext", &format!("http://{NODE_IP}:30080/cgi-bin/who"), 8);
+    assert_eq!(
+        answers,
+        vec!["r2 10.244.1.0"; 8],
+        "every request answered by node2's pod, SNATed from the pod network address\nxvsd log:\n{}",
+        node.log()
+    );
+    let answers = node.curls("cli", "http://10.96.0.70/cgi-bin/who", 3);
+    assert_eq!(
+        answers,
+        vec![format!("r2 {CLIENT_IP}"); 3],
+        "the ClusterIP from a pod, its address kept\nxvsd log:\n{}",
+        node.log()
+    );
+
+    // A port from the kernel's ephemeral range: neither the node port nor
+    // in the SNAT range, so the uplink's program passes it to the kernel.
+    let listener = TcpListener::bind(format!("{NODE_IP}:0")).expect("listen on the node IP");
+    let port = listener.local_addr().unwrap().port();
+    assert!(
+        port != 30080 && !(61000..=65535).contains(&port),
+        "the kernel gave port {port}"
+    );
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        BufReader::new(conn.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        conn.write_all(line.to_uppercase().as_bytes()).unwrap();
+    });
+    let out = sh(&format!(
+        "ip netns exec {} timeout 5 bash -c 'exec 3<>/dev/tcp/{NODE_IP}/{port}; echo hello >&3; head -1 <&3'",
+        node.ns("ext")
+    ));
+    assert_eq!(
+        output_text(&out).trim(),
+        "HELLO",
+        "node2 -> the node's own listener at {NODE_IP}:{port}\nxvsd log:\n{}",
+        node.log()
+    );
+    server.join().unwrap();
+}
+
+/// externalTrafficPolicy Local with the only endpoint on another node:
+/// traffic from outside is dropped (as kube-proxy does, no RST), counted
+/// as service_no_local_endpoints. A local endpoint added then answers
+/// every request, seeing the client's own address (no SNAT under Local).
+#[test]
+fn external_traffic_policy_local_drops_without_a_local_endpoint() {
+    let Some(_serial) =
+        root_or_skip("external_traffic_policy_local_drops_without_a_local_endpoint")
+    else {
+        return;
+    };
+    let node = Node::beside_a_kernel_node("xsvl");
+    node.ok(&format!(
+        "service add lp --type NodePort --cluster-ip 10.96.0.80 --port 80:{TARGET_PORT}@30081 --external-traffic-policy Local --endpoint {REMOTE_POD}"
+    ));
+    let url = format!("http://{NODE_IP}:30081/cgi-bin/who");
+    let out = sh(&format!(
+        "ip netns exec {} curl -s --max-time 2 {url}",
+        node.ns("ext")
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(28),
+        "curl from outside should time out (exit 28): {}\nxvsd log:\n{}",
+        output_text(&out),
+        node.log()
+    );
+    // The counters are published every 100 ms.
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = node.json("stats");
+    let dropped = stats["drops"]["service_no_local_endpoints"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        dropped > 0,
+        "service_no_local_endpoints drops: {stats}\nxvsd log:\n{}",
+        node.log()
+    );
+
+    node.ok(&format!("endpoint add lp {}", BACKENDS[0]));
+    let answers = node.curls("ext", &url, 6);
+    assert_eq!(
+        answers,
+        vec![format!("b1 {EXT_IP}"); 6],
+        "after endpoint add of a local pod\nxvsd log:\n{}",
         node.log()
     );
 }
