@@ -61,9 +61,11 @@ bench-xvsd: deps
 ## Packet rates of xvsd and its peers (Linux bridge, routing, nftables
 ## DNAT, DPDK testpmd, OVS) on one generator -> DUT -> sink topology:
 ## full-rate offered vs delivered, RFC 2544 no-drop rate, latency, at 1, 1K
-## and 100K flows, 3 runs (root, about 20 minutes). Writes JSON, a
-## Markdown table and PNG plots to $(PERF_OUT). PERF_ARGS adds flags of
-## xvs-bench, e.g. PERF_ARGS="--runs 1 --duts xvsd-l3,linux-routing".
+## and 100K flows, 3 runs; xvsd-service (packets through a Service VIP)
+## and nft-dnat (kube-proxy's nftables rules) each with 1 and 10K Services
+## programmed (root, about 30 minutes). Writes JSON, a Markdown table and
+## PNG plots to $(PERF_OUT). PERF_ARGS adds flags of xvs-bench, e.g.
+## PERF_ARGS="--runs 1 --duts xvsd-l3,linux-routing".
 PERF_OUT ?= target/perf
 PERF_ARGS ?=
 ## Then Service update latency: service-add and endpoint-add on xvsd's
@@ -75,7 +77,7 @@ SERVICES_ARGS ?=
 perf:
 	@bash scripts/setup-deps.sh perf
 	$(CARGO) build --release -q --workspace --bins
-	target/release/xvs-bench --out $(PERF_OUT) $(PERF_ARGS)
+	target/release/xvs-bench --out $(PERF_OUT) --services 1,10000 $(PERF_ARGS)
 	target/release/service-latency --services 1000,10000,50000 --ops 200 --out $(SERVICES_OUT) $(SERVICES_ARGS)
 
 clean:
