@@ -102,8 +102,10 @@ fn state_changes_at_run_time_and_survives_a_crash() {
             "node:\n  node_ip: 192.168.77.1\n  pod_cidr: 10.244.1.0/24\nports:\n\
              - name: {}\n  kind: {{pod: {{ip: {}, mac: \"{}\"}}}}\n\
              - name: {}\n  kind: {{pod: {{ip: {}, mac: \"{}\"}}}}\n\
-             routes:\n- {{prefix: 10.9.0.0/16, port: {}, next_hop_mac: \"{}\"}}\n",
-            POD1.1, POD1.2, POD1.3, POD3.1, POD3.2, POD3.3, POD3.1, POD3.3
+             routes:\n- {{prefix: 10.9.0.0/16, port: {}, next_hop_mac: \"{}\"}}\n\
+             services:\n- {{name: default/applied, cluster_ip: 10.96.0.98, \
+             ports: [{{port: 80}}], endpoints: [{{ip: {}}}]}}\n",
+            POD1.1, POD1.2, POD1.3, POD3.1, POD3.2, POD3.3, POD3.1, POD3.3, POD3.2
         ),
     )
     .unwrap();
@@ -115,6 +117,7 @@ fn state_changes_at_run_time_and_survives_a_crash() {
         applied.contains("- port xct2")
             && applied.contains("+ port xct3")
             && applied.contains("+ route 10.9.0.0/16")
+            && applied.contains("+ service default/applied")
             && applied.contains("now at generation 3"),
         "{applied}"
     );
@@ -159,10 +162,18 @@ fn state_changes_at_run_time_and_survives_a_crash() {
         "{scrape}"
     );
 
+    // A Service added on its own is journaled, not written whole.
+    ok("service add journaled --cluster-ip 10.96.0.99 --port 80 --endpoint 10.244.1.83");
+
     // SIGKILL, then a restart that is given only its state directory.
     xvsd.kill();
     let xvsd = start(&[]);
     assert!(ping_eventually(POD1.0, POD3.2, 5), "{}", xvsd.log());
+    let services = ok("service list");
+    assert!(
+        services.contains("default/applied") && services.contains("default/journaled"),
+        "both Services came back:\n{services}"
+    );
     let ports = ok("-o json port list");
     let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
     let names: Vec<&str> = ports

@@ -118,13 +118,20 @@ pub(super) fn err(code: ErrorCode, message: impl Into<String>) -> ErrorBody {
     ErrorBody::new(code, message)
 }
 
+/// A change's answer: its lines and the generation the datapath runs.
+pub(super) fn changed(changes: &[String], generation: u64, dry_run: bool) -> Value {
+    json!({ "changes": changes, "generation": generation, "dry_run": dry_run })
+}
+
+/// A method's parameters; absent ones are an empty object.
+pub(super) fn params<T: for<'de> Deserialize<'de>>(params: &Value) -> Result<T, ErrorBody> {
+    let params = if params.is_null() { &json!({}) } else { params };
+    serde_json::from_value(params.clone()).map_err(|e| err(ErrorCode::InvalidParams, e.to_string()))
+}
+
 impl Control {
     pub fn new(datapath: Arc<Mutex<Datapath>>, store: Option<StateStore>) -> Control {
         Control { datapath, store }
-    }
-
-    pub(super) fn store(&self) -> Option<&StateStore> {
-        self.store.as_ref()
     }
 
     pub(super) fn datapath(&self) -> MutexGuard<'_, Datapath> {
@@ -145,6 +152,9 @@ impl Control {
         change(&mut state)?;
         let changes = diff(dp.desired(), &state);
         if !changes.is_empty() && !dry_run {
+            // Everything but the Services is small: journal it, unless the
+            // Services changed too (`apply`), then write it all.
+            let services_changed = !state.services.ptr_eq(&dp.desired().services);
             dp.apply(state.clone()).map_err(|e| match e {
                 DaemonError::Steer(xvs_hw::steer::SteerError::NoInterface(name)) => err(
                     ErrorCode::NotFound,
@@ -153,32 +163,40 @@ impl Control {
                 DaemonError::NodeFixed(_) => err(ErrorCode::InvalidParams, e.to_string()),
                 e => super::services::service_error(e),
             })?;
-            if let Some(store) = &self.store {
-                // Everything but the Services is small: journal it, unless
-                // the Services changed too (`apply`), then write it all.
-                let saved = if state.services.ptr_eq(&dp.desired().services) {
-                    let mut base = state.clone();
-                    base.services = Default::default();
-                    store.record(&[JournalEntry::Base(base)], &state)
-                } else {
-                    store.save(&state)
-                };
-                saved.map_err(|e| {
-                    err(
-                        ErrorCode::Internal,
-                        format!("applied, but not persisted: {e}"),
-                    )
-                })?;
-            }
-            for line in &changes {
-                tracing::info!(change = line.as_str(), "desired state");
-            }
+            let journaled = (!services_changed).then(|| {
+                let mut base = state.clone();
+                base.services = Default::default();
+                vec![JournalEntry::Base(base)]
+            });
+            self.persist(journaled.as_deref(), &state, &changes)?;
         }
-        Ok(json!({
-            "changes": changes,
-            "generation": dp.snapshot().generation,
-            "dry_run": dry_run,
-        }))
+        Ok(changed(&changes, dp.snapshot().generation, dry_run))
+    }
+
+    /// Persists a change the datapath took — as `entries` in the journal,
+    /// or with `None` the whole `state` — and logs its lines.
+    pub(super) fn persist(
+        &self,
+        entries: Option<&[JournalEntry]>,
+        state: &DesiredState,
+        changes: &[String],
+    ) -> Result<(), ErrorBody> {
+        if let Some(store) = &self.store {
+            match entries {
+                Some(entries) => store.record(entries, state),
+                None => store.save(state),
+            }
+            .map_err(|e| {
+                err(
+                    ErrorCode::Internal,
+                    format!("applied, but not persisted: {e}"),
+                )
+            })?;
+        }
+        for line in changes {
+            tracing::info!(change = line.as_str(), "desired state");
+        }
+        Ok(())
     }
 
     fn show(&self) -> Value {

@@ -28,7 +28,7 @@ use serde_json::{json, Value};
 use xvs_control::flowrule::{parse_match_with_priority, FlowRule};
 use xvs_control::protocol::{ErrorBody, ErrorCode};
 
-use super::control::{err, Control};
+use super::control::{err, params, Control};
 use super::Datapath;
 use crate::flow_cache::{self, CachedAction, FlowDescription};
 
@@ -63,11 +63,6 @@ struct RuleDel {
     /// A match, `priority=` allowed; absent: every rule.
     #[serde(rename = "match")]
     matches: Option<String>,
-}
-
-fn params<T: for<'de> Deserialize<'de>>(params: &Value) -> Result<T, ErrorBody> {
-    let params = if params.is_null() { &json!({}) } else { params };
-    serde_json::from_value(params.clone()).map_err(|e| err(ErrorCode::InvalidParams, e.to_string()))
 }
 
 /// Answers `method` if it is one of this module's; `None` otherwise.

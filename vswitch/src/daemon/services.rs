@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use xvs_control::protocol::{ErrorBody, ErrorCode};
 use xvs_control::service::{EndpointSpec, ServiceSpec, Services};
 
-use super::control::{err, Control};
+use super::control::{changed, err, params, Control};
 use super::store::JournalEntry;
 use super::DaemonError;
 use crate::services::ServiceTableError;
@@ -69,11 +69,6 @@ struct EndpointAdd {
 struct EndpointDel {
     service: String,
     ip: Ipv4Addr,
-}
-
-fn params<T: for<'de> Deserialize<'de>>(params: &Value) -> Result<T, ErrorBody> {
-    let params = if params.is_null() { &json!({}) } else { params };
-    serde_json::from_value(params.clone()).map_err(|e| err(ErrorCode::InvalidParams, e.to_string()))
 }
 
 /// Answers `method` if it is one of this module's; `None` otherwise.
@@ -212,23 +207,9 @@ impl Control {
             };
             dp.apply_services(services, &[name.to_string()])
                 .map_err(service_error)?;
-            if let Some(store) = self.store() {
-                store.record(&[entry], dp.desired()).map_err(|e| {
-                    err(
-                        ErrorCode::Internal,
-                        format!("applied, but not persisted: {e}"),
-                    )
-                })?;
-            }
-            for line in &changes {
-                tracing::info!(change = line.as_str(), "desired state");
-            }
+            self.persist(Some(&[entry]), dp.desired(), &changes)?;
         }
-        Ok(json!({
-            "changes": changes,
-            "generation": dp.snapshot().generation,
-            "dry_run": false,
-        }))
+        Ok(changed(&changes, dp.snapshot().generation, false))
     }
 }
 
