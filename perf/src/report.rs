@@ -44,3 +44,32 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// p50, p99 (nearest rank) and mean of samples, in the samples' unit: what
+/// the latency benches (`cni-latency`, `service-latency`) report.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub p50: f64,
+    pub p99: f64,
+    pub mean: f64,
+}
+
+impl Stats {
+    pub fn of(samples: &[f64]) -> Stats {
+        if samples.is_empty() {
+            return Stats::default();
+        }
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        // The nearest rank of percentile `pct`: ceil(pct/100 * n), from 1.
+        let rank = |pct: usize| {
+            let r = (pct * sorted.len()).div_ceil(100);
+            sorted[r.clamp(1, sorted.len()) - 1]
+        };
+        Stats {
+            p50: rank(50),
+            p99: rank(99),
+            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+        }
+    }
+}

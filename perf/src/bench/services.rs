@@ -178,7 +178,7 @@ pub fn kube_proxy_nft(services: u32) -> String {
 /// base32 characters of a hash of the rest (kube-proxy hashes with
 /// SHA-256; any stable hash does here). The measured Service's are the
 /// ones the 1-Service rule set always had.
-fn chain_hash(name: &str) -> String {
+pub fn chain_hash(name: &str) -> String {
     match name {
         "default/bench/udp/p80" => return "ULMVA6XW".into(),
         "default/bench/udp/p80__10.244.1.20/5001" => return "5OJB2KTY".into(),

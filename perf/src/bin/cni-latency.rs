@@ -29,6 +29,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use xvs_perf::bench::{run_command, BenchError};
 use xvs_perf::report::cpu_model;
+use xvs_perf::report::Stats;
 
 #[derive(Parser)]
 #[command(
@@ -389,34 +390,6 @@ fn bench(cli: &Cli, stop: &AtomicBool) -> Result<(), BenchError> {
     std::fs::write(&cli.out, serde_json::to_vec_pretty(&report)?)?;
     println!("\nwrote {}", cli.out.display());
     Ok(())
-}
-
-/// p50, p99 (nearest rank) and mean of samples, in seconds.
-#[derive(Clone, Copy, Default)]
-struct Stats {
-    p50: f64,
-    p99: f64,
-    mean: f64,
-}
-
-impl Stats {
-    fn of(samples: &[f64]) -> Stats {
-        if samples.is_empty() {
-            return Stats::default();
-        }
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        // The nearest rank of percentile `pct`: ceil(pct/100 * n), from 1.
-        let rank = |pct: usize| {
-            let r = (pct * sorted.len()).div_ceil(100);
-            sorted[r.clamp(1, sorted.len()) - 1]
-        };
-        Stats {
-            p50: rank(50),
-            p99: rank(99),
-            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
-        }
-    }
 }
 
 /// Writes `list` (with its `name`) as the only conflist of the plugin's

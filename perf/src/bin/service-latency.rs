@@ -67,8 +67,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{json, Value};
 use xvs_control::client::Client;
+use xvs_perf::bench::services::chain_hash;
 use xvs_perf::bench::{run_command, BenchError};
 use xvs_perf::report::cpu_model;
+use xvs_perf::report::Stats;
 
 #[derive(Parser)]
 #[command(
@@ -237,12 +239,12 @@ impl Svc {
 
     fn chain(&self) -> String {
         let port = self.port_name();
-        format!("service-{}-{port}", hash8(&port))
+        format!("service-{}-{port}", chain_hash(&port))
     }
 
     fn endpoint_chain(&self, ip: Ipv4Addr) -> String {
         let id = format!("{}__{ip}/{TARGET_PORT}", self.port_name());
-        format!("endpoint-{}-{id}", hash8(&id))
+        format!("endpoint-{}-{id}", chain_hash(&id))
     }
 
     /// `nft` commands writing the Service's chain and endpoint chain
@@ -349,19 +351,6 @@ fn cluster_ip(i: usize) -> Ipv4Addr {
 fn endpoint_ip(i: usize, e: usize) -> Ipv4Addr {
     let host = u8::try_from(10 + (3 * i + e) % 240).unwrap_or(10);
     Ipv4Addr::new(10, 244, 1, host)
-}
-
-/// The 8-character base32 tag kube-proxy puts in chain names (there the
-/// first bytes of a SHA-256; any stable hash gives the same shape).
-fn hash8(s: &str) -> String {
-    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    (0..8)
-        .map(|k| char::from(BASE32[usize::from(u8::try_from((h >> (5 * k)) & 31).unwrap_or(0))]))
-        .collect()
 }
 
 /// Which Service the `k`th endpoint add of `ops` goes to, spread over the
@@ -1062,33 +1051,5 @@ fn ratio(r: f64) -> String {
         format!("{r:.2}x")
     } else {
         format!("1/{:.0}", 1.0 / r)
-    }
-}
-
-/// p50, p99 (nearest rank) and mean of samples, in seconds.
-#[derive(Clone, Copy, Default)]
-struct Stats {
-    p50: f64,
-    p99: f64,
-    mean: f64,
-}
-
-impl Stats {
-    fn of(samples: &[f64]) -> Stats {
-        if samples.is_empty() {
-            return Stats::default();
-        }
-        let mut sorted = samples.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        // The nearest rank of percentile `pct`: ceil(pct/100 * n), from 1.
-        let rank = |pct: usize| {
-            let r = (pct * sorted.len()).div_ceil(100);
-            sorted[r.clamp(1, sorted.len()) - 1]
-        };
-        Stats {
-            p50: rank(50),
-            p99: rank(99),
-            mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
-        }
     }
 }
