@@ -174,6 +174,14 @@ pub fn kube_proxy_nft(services: u32) -> String {
     )
 }
 
+/// kube-proxy's table with its fixed chains and an empty `service-ips`
+/// map: what Services are then added to with `add` commands.
+pub fn kube_proxy_base() -> String {
+    format!(
+        "{NFT_HEAD}    map service-ips {{\n        type ipv4_addr . inet_proto . inet_service : verdict\n    }}\n{NFT_TAIL}"
+    )
+}
+
 /// The part of kube-proxy's chain names that keeps them unique: eight
 /// base32 characters of a hash of the rest (kube-proxy hashes with
 /// SHA-256; any stable hash does here). The measured Service's are the

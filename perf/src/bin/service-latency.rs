@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use serde_json::{json, Value};
 use xvs_control::client::Client;
-use xvs_perf::bench::services::chain_hash;
+use xvs_perf::bench::services::{chain_hash, kube_proxy_base};
 use xvs_perf::bench::{run_command, BenchError};
 use xvs_perf::report::cpu_model;
 use xvs_perf::report::Stats;
@@ -300,45 +300,6 @@ fn chain_head(out: &mut String, chain: &str, flush: bool, add: bool) {
         let _ = writeln!(out, "flush chain ip kube-proxy {chain}");
     }
 }
-
-/// The base of kube-proxy's table (`bench::dut`'s `KUBE_PROXY_NFT` without
-/// its one Service); the Services follow as `add` commands, the way
-/// kube-proxy's own syncs write them.
-const NFT_BASE: &str = r#"
-table ip kube-proxy {
-    comment "rules for kube-proxy"
-    chain mark-for-masquerade {
-        mark set mark or 0x4000
-    }
-    chain masquerading {
-        mark and 0x4000 == 0 return
-        mark set mark xor 0x4000
-        masquerade fully-random
-    }
-    map service-ips {
-        type ipv4_addr . inet_proto . inet_service : verdict
-    }
-    chain services {
-        ip daddr . meta l4proto . th dport vmap @service-ips
-    }
-    chain nat-prerouting {
-        type nat hook prerouting priority dstnat; policy accept;
-        jump services
-    }
-    chain nat-output {
-        type nat hook output priority -100; policy accept;
-        jump services
-    }
-    chain nat-postrouting {
-        type nat hook postrouting priority srcnat; policy accept;
-        jump masquerading
-    }
-    chain filter-forward {
-        type filter hook forward priority filter; policy accept;
-        ct state invalid drop
-    }
-}
-"#;
 
 fn cluster_ip(i: usize) -> Ipv4Addr {
     // bench() checks that every index used fits the range.
@@ -716,7 +677,9 @@ fn scale(
     let chunk = if cli.nft_chunk == 0 { n } else { cli.nft_chunk };
     let mut ruleset_files = Vec::new();
     let mut ruleset_bytes = 0;
-    let mut text = String::from(NFT_BASE);
+    // The table without Services; they follow as `add` commands, the
+    // way kube-proxy's own syncs write them.
+    let mut text = kube_proxy_base();
     for i in 0..n {
         Svc::preloaded(i).nft(&mut text, None, false, true);
         if (i + 1) % chunk == 0 || i + 1 == n {
