@@ -932,7 +932,7 @@ fn stats_text(v: &Value) -> String {
              \x20 packets received {}, sent {}, handed off {} (dropped {}), tx ring full {}\n\
              \x20 kernel: rx ring full {}, no fill frame {}\n\
              \x20 flow cache: hits {}, misses {}, flows added {}; connections tracked {}\n\
-             \x20 services: connections {}, refused with RST {}; masqueraded connections {}\n\
+             \x20 services: connections {}, refused with RST {}, source ports remapped {}; masqueraded connections {}\n\
              \x20 polls busy {}, idle {}; busy {} of the time\n\
              \x20 ns per packet: rx {}, pipeline {}, tx {}, hand-off {}\n\
              \x20 bursts: {}\n",
@@ -951,6 +951,7 @@ fn stats_text(v: &Value) -> String {
             cell(&w["ct_created"]),
             cell(&w["svc_connections"]),
             cell(&w["tcp_resets"]),
+            cell(&w["nat_port_remaps"]),
             cell(&w["snat_connections"]),
             cell(&t["busy_polls"]),
             cell(&t["idle_polls"]),

@@ -205,6 +205,7 @@ impl WorkerCtx {
                 svc_connections: counters.svc_connections,
                 snat_connections: counters.snat_connections,
                 tcp_resets: counters.tcp_resets,
+                nat_port_remaps: counters.nat_port_remaps,
                 sockets: local(worker).fold(SocketStats::default(), |mut sum, p| {
                     sum.add(&p.stats(&worker.pool));
                     sum

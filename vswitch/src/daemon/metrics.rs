@@ -325,6 +325,11 @@ pub fn render(input: &MetricsInput) -> String {
         per_worker(|w| w.tcp_resets),
     );
     registry.register(
+        "worker_nat_port_remaps",
+        "Service connections the worker gave another source port because their reply tuple was another connection's",
+        per_worker(|w| w.nat_port_remaps),
+    );
+    registry.register(
         "worker_masqueraded_connections",
         "New connections the worker masqueraded to the node IP",
         per_worker(|w| w.snat_connections),
@@ -795,6 +800,7 @@ mod tests {
             svc_connections: 0,
             snat_connections: 0,
             tcp_resets: 0,
+            nat_port_remaps: 0,
             sockets: SocketStats {
                 rx_ring_full: 5,
                 rx_fill_ring_empty: 6,

@@ -102,6 +102,8 @@ pub struct WorkerReport {
     pub svc_connections: u64,
     pub snat_connections: u64,
     pub tcp_resets: u64,
+    /// Service connections given another source port on a clash.
+    pub nat_port_remaps: u64,
     /// Its sockets' counters, the kernel's included (packets lost before
     /// they reached the worker: rx ring full, no fill-ring frame).
     #[serde(with = "SocketStatsJson")]
@@ -273,6 +275,7 @@ mod tests {
                 svc_connections: 0,
                 snat_connections: 0,
                 tcp_resets: 0,
+                nat_port_remaps: 0,
                 sockets: SocketStats {
                     tx_wakeups: 2,
                     ..SocketStats::default()
