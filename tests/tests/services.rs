@@ -14,12 +14,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{output_text, ping, root_or_skip, run, sh, Topology, Xvsd};
+use common::{node_tcp_echo, output_text, ping, root_or_skip, run, sh, Topology, Xvsd};
 
 const NODE_IP: &str = "192.168.78.1";
 const POD_CIDR: &str = "10.244.1.0/24";
@@ -639,31 +637,17 @@ fn node_port_to_an_endpoint_on_another_node() {
 
     // A port from the kernel's ephemeral range: neither the node port nor
     // in the SNAT range, so the uplink's program passes it to the kernel.
-    let listener = TcpListener::bind(format!("{NODE_IP}:0")).expect("listen on the node IP");
-    let port = listener.local_addr().unwrap().port();
+    let (port, reply) = node_tcp_echo(&node.ns("ext"), NODE_IP);
     assert!(
         port != 30080 && !(61000..=65535).contains(&port),
         "the kernel gave port {port}"
     );
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().expect("accept");
-        let mut line = String::new();
-        BufReader::new(conn.try_clone().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        conn.write_all(line.to_uppercase().as_bytes()).unwrap();
-    });
-    let out = sh(&format!(
-        "ip netns exec {} timeout 5 bash -c 'exec 3<>/dev/tcp/{NODE_IP}/{port}; echo hello >&3; head -1 <&3'",
-        node.ns("ext")
-    ));
     assert_eq!(
-        output_text(&out).trim(),
+        reply,
         "HELLO",
         "node2 -> the node's own listener at {NODE_IP}:{port}\nxvsd log:\n{}",
         node.log()
     );
-    server.join().unwrap();
 }
 
 /// externalTrafficPolicy Local with the only endpoint on another node:

@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-
-use common::{iperf3, ping, ping_eventually, root_or_skip, routed_pods, run, sh, Topology, Xvsd};
+use common::{
+    iperf3, node_tcp_echo, ping, ping_eventually, root_or_skip, routed_pods, run, sh, Topology,
+    Xvsd,
+};
 
 const POD_CIDR: &str = "10.244.1.0/24";
 
@@ -381,21 +381,8 @@ fn vxlan_to_a_kernel_node_and_host_traffic_on_the_uplink() {
 
     // (c) The node's own service on the uplink address: the steering
     // program passes it to the kernel.
-    let listener = TcpListener::bind("192.168.77.1:0").expect("listen on the node IP");
-    let port = listener.local_addr().unwrap().port();
-    let server = std::thread::spawn(move || {
-        let (mut conn, _) = listener.accept().expect("accept");
-        let mut line = String::new();
-        BufReader::new(conn.try_clone().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        conn.write_all(line.to_uppercase().as_bytes()).unwrap();
-    });
-    let reply = run(&format!(
-        "ip netns exec xtb-node2 timeout 5 bash -c 'exec 3<>/dev/tcp/192.168.77.1/{port}; echo hello >&3; head -1 <&3'"
-    ));
-    assert_eq!(reply.trim(), "HELLO");
-    server.join().unwrap();
+    let (port, reply) = node_tcp_echo("xtb-node2", "192.168.77.1");
+    assert_eq!(reply, "HELLO", "the node's own listener on port {port}");
 
     let log = xvsd.terminate();
     assert_balanced(&log);

@@ -137,6 +137,17 @@ fn pod_syn(n: u8, sport: u16, dst: (Ipv4Addr, u16)) -> Vec<u8> {
     tcp_frame((pod_mac(n), GW_MAC), (pod_ip(n), sport), dst, true, b"")
 }
 
+/// Pod `n`'s TCP segment (ACK, no SYN) from `sport` to `dst`.
+fn pod_segment(n: u8, sport: u16, dst: (Ipv4Addr, u16), payload: &[u8]) -> Vec<u8> {
+    tcp_frame(
+        (pod_mac(n), GW_MAC),
+        (pod_ip(n), sport),
+        dst,
+        false,
+        payload,
+    )
+}
+
 /// Where the one output frame went and what it carries, inner frame for
 /// VXLAN.
 fn out_of(h: &mut Harness) -> (String, (Ipv4Addr, u16, Ipv4Addr, u16)) {
@@ -194,28 +205,10 @@ fn replies_come_back_from_the_service_address() {
         ("pod2".into(), (pod_ip(1), 40000, pod_ip(2), 8080))
     );
     // pod2 answers its client directly; the switch puts the VIP back.
-    h.send(
-        "pod2",
-        tcp_frame(
-            (pod_mac(2), GW_MAC),
-            (pod_ip(2), 8080),
-            (pod_ip(1), 40000),
-            false,
-            b"hello",
-        ),
-    );
+    h.send("pod2", pod_segment(2, 8080, (pod_ip(1), 40000), b"hello"));
     assert_eq!(out_of(&mut h), ("pod1".into(), (VIP, 80, pod_ip(1), 40000)));
     // And the client's next segment (no SYN) goes to the same endpoint.
-    h.send(
-        "pod1",
-        tcp_frame(
-            (pod_mac(1), GW_MAC),
-            (pod_ip(1), 40000),
-            (VIP, 80),
-            false,
-            b"more data",
-        ),
-    );
+    h.send("pod1", pod_segment(1, 40000, (VIP, 80), b"more data"));
     assert_eq!(
         out_of(&mut h),
         ("pod2".into(), (pod_ip(1), 40000, pod_ip(2), 8080))
@@ -276,16 +269,7 @@ fn hairpin_reaches_the_client_itself_from_the_cluster_snat_address() {
         "a packet from its own address would be dropped"
     );
     assert!((61000..=65535).contains(&sport));
-    h.send(
-        "pod1",
-        tcp_frame(
-            (pod_mac(1), GW_MAC),
-            (pod_ip(1), 8080),
-            (CLUSTER_SNAT, sport),
-            false,
-            b"",
-        ),
-    );
+    h.send("pod1", pod_segment(1, 8080, (CLUSTER_SNAT, sport), b""));
     assert_eq!(out_of(&mut h), ("pod1".into(), (VIP, 80, pod_ip(1), 40000)));
     assert_eq!(nat.snat.ports(CLUSTER_SNAT).unwrap().in_use(), 1);
 }
@@ -324,16 +308,7 @@ fn node_port_to_a_local_endpoint_keeps_the_client_address() {
         out_of(&mut h),
         ("pod2".into(), (EXTERNAL, 50000, pod_ip(2), 8080))
     );
-    h.send(
-        "pod2",
-        tcp_frame(
-            (pod_mac(2), GW_MAC),
-            (pod_ip(2), 8080),
-            (EXTERNAL, 50000),
-            false,
-            b"",
-        ),
-    );
+    h.send("pod2", pod_segment(2, 8080, (EXTERNAL, 50000), b""));
     let (port, frame) = only_output(&mut h);
     assert_eq!(port, "uplink");
     assert_eq!(macs_of(&frame).1, ROUTER_MAC);
@@ -488,16 +463,7 @@ fn removing_an_endpoint_keeps_established_connections_and_moves_few_new_ones() {
     h.worker.pipeline.set_snapshot(Arc::new(new));
     // Established connections keep their endpoint, even the removed one's.
     for (&sport, &backend) in &before {
-        h.send(
-            "pod1",
-            tcp_frame(
-                (pod_mac(1), GW_MAC),
-                (pod_ip(1), sport),
-                (VIP, 80),
-                false,
-                b"x",
-            ),
-        );
+        h.send("pod1", pod_segment(1, sport, (VIP, 80), b"x"));
         assert_eq!(out_of(&mut h).1 .2, backend, "connection from {sport}");
     }
     // New connections (the same tuples, once their connections are gone)
@@ -607,16 +573,7 @@ fn a_new_connection_on_a_cached_flow_follows_its_own_endpoint() {
     let Nat { mut h, ct, .. } = nat_harness(state.clone(), (61000, 65535));
     h.enable_flow_cache(1024);
     let data = |h: &mut Harness| {
-        h.send(
-            "pod1",
-            tcp_frame(
-                (pod_mac(1), GW_MAC),
-                (pod_ip(1), 40000),
-                (VIP, 80),
-                false,
-                b"x",
-            ),
-        );
+        h.send("pod1", pod_segment(1, 40000, (VIP, 80), b"x"));
         out_of(h)
     };
     h.send("pod1", pod_syn(1, 40000, (VIP, 80)));
@@ -685,26 +642,8 @@ fn a_clashing_reply_tuple_gets_another_source_port() {
     );
     assert_ne!(sport, 40000, "another source port");
     assert_eq!(h.counters().nat_port_remaps, 1);
-    h.send(
-        "pod2",
-        tcp_frame(
-            (pod_mac(2), GW_MAC),
-            (pod_ip(2), 8080),
-            (pod_ip(1), sport),
-            false,
-            b"",
-        ),
-    );
+    h.send("pod2", pod_segment(2, 8080, (pod_ip(1), sport), b""));
     assert_eq!(out_of(&mut h), ("pod1".into(), (VIP, 81, pod_ip(1), 40000)));
-    h.send(
-        "pod2",
-        tcp_frame(
-            (pod_mac(2), GW_MAC),
-            (pod_ip(2), 8080),
-            (pod_ip(1), 40000),
-            false,
-            b"",
-        ),
-    );
+    h.send("pod2", pod_segment(2, 8080, (pod_ip(1), 40000), b""));
     assert_eq!(out_of(&mut h), ("pod1".into(), (VIP, 80, pod_ip(1), 40000)));
 }

@@ -356,3 +356,28 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// The node's own TCP: a listener of this process on `ip` (a port the
+/// kernel picks) echoes one line upper-cased to a client in namespace
+/// `ns`. Returns the port and what the client read back.
+pub fn node_tcp_echo(ns: &str, ip: &str) -> (u16, String) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind(format!("{ip}:0")).expect("listen on the node IP");
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut line = String::new();
+        BufReader::new(conn.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        conn.write_all(line.to_uppercase().as_bytes()).unwrap();
+    });
+    let out = sh(&format!(
+        "ip netns exec {ns} timeout 5 bash -c 'exec 3<>/dev/tcp/{ip}/{port}; echo hello >&3; head -1 <&3'"
+    ));
+    let reply = output_text(&out).trim().to_string();
+    if reply == "HELLO" {
+        server.join().unwrap();
+    }
+    (port, reply)
+}
